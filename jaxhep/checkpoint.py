@@ -1,0 +1,92 @@
+"""Checkpoints: the only module that touches orbax.
+
+A checkpoint holds three items: the train state (model variables + optimiser state, as
+a pytree of arrays), the loop's bookkeeping (epoch, step, early-stopping counters,
+history) and the input iterator's state (JSON). Two managers live side by side under a
+run's `ckpt/`: `latest/` keeps the newest N, `best/` keeps the one with the best
+validation metric. orbax writes into a temporary folder and renames it when complete,
+so a killed process never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+STATE, LOOP, DATA = "state", "loop", "data"
+
+
+class Checkpoints:
+    """`latest/` (newest `keep`) and `best/` (one) checkpoint managers of one training."""
+
+    def __init__(self, directory: str | Path, keep: int = 3):
+        self.directory = Path(directory).absolute()
+        opts = dict(create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True)
+        self.latest = ocp.CheckpointManager(self.directory / "latest",
+                                            options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts))
+        self.best = ocp.CheckpointManager(self.directory / "best",
+                                          options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts))
+
+    @staticmethod
+    def _args(state, loop: dict, data: dict | None):
+        items = {STATE: ocp.args.StandardSave(state), LOOP: ocp.args.JsonSave(loop)}
+        items[DATA] = ocp.args.JsonSave(data or {})
+        return ocp.args.Composite(**items)
+
+    def save(self, step: int, state, loop: dict, data: dict | None, is_best: bool) -> None:
+        """Save as the newest checkpoint, and also as the best one when `is_best`."""
+        self.latest.save(step, args=self._args(state, loop, data), force=True)
+        if is_best:
+            self.best.save(step, args=self._args(state, loop, data), force=True)
+        self.latest.wait_until_finished()
+        self.best.wait_until_finished()
+
+    def latest_step(self) -> int | None:
+        return self.latest.latest_step()
+
+    def restore(self, abstract_state, which: str = "latest", step: int | None = None) -> tuple[Any, dict, dict]:
+        """Restore (state, loop, data) from `which` ("latest" or "best").
+
+        `abstract_state` is a pytree of jax.ShapeDtypeStruct (with shardings) saying how
+        to lay the arrays out, e.g. `abstract_like(current_state)`.
+        """
+        manager = self.latest if which == "latest" else self.best
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no {which} checkpoint in {self.directory}")
+        restored = manager.restore(step, args=ocp.args.Composite(**{
+            STATE: ocp.args.StandardRestore(abstract_state),
+            LOOP: ocp.args.JsonRestore(),
+            DATA: ocp.args.JsonRestore(),
+        }))
+        return restored[STATE], restored[LOOP], restored[DATA]
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()
+
+
+def abstract_like(tree):
+    """ShapeDtypeStructs (keeping each array's sharding) describing `tree` for restore."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+def save_weights(path: str | Path, model_state) -> None:
+    """Export a model's variables alone (no optimiser) for inference, atomically."""
+    path = Path(path).absolute()
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(path, model_state, force=True)
+
+
+def load_weights(path: str | Path, abstract_state):
+    """Read variables written by `save_weights` into the layout of `abstract_state`."""
+    path = Path(path).absolute()
+    if not path.exists():
+        from jaxhep.errors import InputError
+
+        raise InputError(path, "no saved weights here (was the training finished?)")
+    with ocp.StandardCheckpointer() as ckptr:
+        return ckptr.restore(path, abstract_state)

@@ -1,0 +1,75 @@
+"""Flags shared by every experiment, and the wrapper that turns user errors into one line.
+
+    python -m experiments.<task> [--cpu | --gpu | --tpu] [--data PATH] [--workdir runs]
+        [--epochs N] [--batch-size B] [--resume RUN_DIR] [--set key.path=value ...] [--quick]
+        [--coordinator host:port --num-processes N --process-id I]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from jaxhep.errors import JaxhepError
+
+
+def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """An argparse parser with the flags every experiment shares."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    dev = p.add_mutually_exclusive_group()
+    dev.add_argument("--cpu", dest="platform", action="store_const", const="cpu", help="run on the CPU")
+    dev.add_argument("--gpu", dest="platform", action="store_const", const="gpu", help="run on the GPU(s)")
+    dev.add_argument("--tpu", dest="platform", action="store_const", const="tpu", help="run on the TPU(s)")
+    p.add_argument("--workdir", default="runs", help="where run folders and the registry live")
+    p.add_argument("--data-dir", default="data", help="where simulated default data is cached")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its folder")
+    p.add_argument("--quick", action="store_true", help="a one-minute smoke run on tiny settings")
+    p.add_argument("--epochs", type=int, help="maximum number of epochs")
+    p.add_argument("--batch-size", type=int, help="global batch size (all devices together)")
+    p.add_argument("--seed", type=int, help="random seed of the training")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set train.learning_rate=3e-4 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)")
+    multi = p.add_argument_group("multi-host (jax.distributed)")
+    multi.add_argument("--coordinator", help="host:port of process 0, e.g. localhost:12345")
+    multi.add_argument("--num-processes", type=int)
+    multi.add_argument("--process-id", type=int)
+    return p
+
+
+@dataclass
+class Runtime:
+    """What an experiment runs on: the mesh and a description for the report."""
+
+    mesh: object
+    platform: str
+    description: str
+
+
+def setup_runtime(args: argparse.Namespace) -> Runtime:
+    """Start multi-host JAX if asked, pick the devices, build the data-parallel mesh."""
+    from jaxhep import mesh as mesh_lib
+
+    mesh_lib.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    devices = mesh_lib.select_devices(args.platform)
+    mesh = mesh_lib.make_mesh(devices)
+    return Runtime(mesh, devices[0].platform, mesh_lib.describe(mesh))
+
+
+def run_main(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:
+    """Call `main(argv)`; a JaxhepError becomes one line on stderr and exit status 2."""
+    try:
+        main(argv)
+    except JaxhepError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is intact; continue with --resume RUN_DIR", file=sys.stderr)
+        sys.exit(130)
+    except Exception:  # a bug, not a user error: keep the traceback
+        traceback.print_exc()
+        sys.exit(1)

@@ -1,0 +1,136 @@
+"""Typed experiment configuration: nested dataclasses plus "a.b=value" overrides.
+
+Every experiment describes itself with frozen dataclasses (data / model / optimiser /
+training sections).  The command line changes them with `--set train.lr=3e-4`; the
+resolved configuration is written to the run directory as `config.json`, and a resumed
+run reads it back with `from_dict`, so a run is always reproducible from its folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from typing import Any, TypeVar
+
+from jaxhep.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def to_dict(cfg: Any) -> dict:
+    """A JSON-ready dict of a (nested) dataclass config."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls: type[T], data: dict) -> T:
+    """Rebuild a dataclass config of type `cls` from `to_dict` output (unknown keys are errors)."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key {key!r} for {cls.__name__}")
+        kwargs[key] = _coerce(hints[key], value, key)
+    return cls(**kwargs)
+
+
+def override(cfg: T, assignments: list[str] | tuple[str, ...]) -> T:
+    """Apply overrides like ``["train.lr=3e-4", "model.hidden=(256,128)"]`` to a config.
+
+    Values are parsed as JSON where possible (numbers, true/false, null, lists), otherwise
+    taken as strings, and then coerced to the field's declared type.
+    """
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ConfigError(f"override {assignment!r} is not of the form key.path=value")
+        path, raw = assignment.split("=", 1)
+        cfg = _set_path(cfg, path.strip().split("."), _parse_value(raw.strip()), path)
+    return cfg
+
+
+def _parse_value(raw: str) -> Any:
+    if raw.startswith("(") and raw.endswith(")"):
+        raw = "[" + raw[1:-1].rstrip(",") + "]"
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        lowered = raw.lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        if lowered in ("none", "null"):
+            return None
+        return raw
+
+
+def _set_path(cfg: Any, keys: list[str], value: Any, full: str) -> Any:
+    if not dataclasses.is_dataclass(cfg):
+        raise ConfigError(f"cannot set {full!r}: {type(cfg).__name__} has no fields")
+    names = [f.name for f in dataclasses.fields(cfg)]
+    head = keys[0]
+    if head not in names:
+        raise ConfigError(f"unknown config key {full!r} (choices at this level: {', '.join(names)})")
+    if len(keys) > 1:
+        return dataclasses.replace(cfg, **{head: _set_path(getattr(cfg, head), keys[1:], value, full)})
+    hint = typing.get_type_hints(type(cfg))[head]
+    return dataclasses.replace(cfg, **{head: _coerce(hint, value, full)})
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    """Convert a JSON-ish value to the declared field type, or raise ConfigError."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, name)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{name}: {value!r} fits none of {hint}")
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, dict):
+            return from_dict(hint, value)
+        if dataclasses.is_dataclass(value):
+            return value
+        raise ConfigError(f"{name}: expected a mapping for {hint.__name__}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, name) for v in value)
+        if args and len(args) != len(value):
+            raise ConfigError(f"{name}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, name) for a, v in zip(args, value)) if args else tuple(value)
+    if origin is list:
+        return [_coerce(args[0], v, name) for v in value] if args else list(value)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        return value
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        return str(value)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{name}: {value!r} is not one of {args}")
+        return value
+    return value

@@ -1,0 +1,186 @@
+"""Run directories and the registry of every run.
+
+    <workdir>/<task>/<run-id>/config.json     resolved configuration
+                              metrics.jsonl   one JSON record per epoch (and per event)
+                              plots/*.png     figures
+                              report.md       the human summary
+                              ...             task outputs, checkpoints
+    <workdir>/registry.jsonl                  append-only: one line per status change
+
+The registry is what the DUNE seed kept by hand: every run and trial with its config,
+hyper-parameters, result, status and time, written automatically. Appends of single
+short lines are atomic on POSIX, so concurrent runs can share it. Only process 0 of a
+multi-host job writes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+
+REGISTRY = "registry.jsonl"
+
+
+def is_primary() -> bool:
+    """True on the process that writes files (process 0)."""
+    return jax.process_index() == 0
+
+
+def config_hash(obj: Any) -> str:
+    """Short stable hash of a JSON-able object (configs, data fingerprints)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _now() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+class Run:
+    """One run's folder, with helpers to write its config, metrics, plots and report."""
+
+    def __init__(self, workdir: str | Path, task: str, run_id: str):
+        self.workdir, self.task, self.run_id = Path(workdir), task, run_id
+        self.path = self.workdir / task / run_id
+        self._t0 = time.time()
+
+    @classmethod
+    def create(cls, workdir: str | Path, task: str, config: dict, name: str | None = None) -> Run:
+        """Make a new run folder `<workdir>/<task>/<timestamp>-<hash>[-name]` and register it."""
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_id = f"{stamp}-{config_hash([config, time.time_ns()])[:6]}" + (f"-{name}" if name else "")
+        run = cls(workdir, task, run_id)
+        if is_primary():
+            run.path.mkdir(parents=True, exist_ok=False)
+            run.write_json("config.json", config)
+        run.set_status("running", config=config)
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        """An existing run folder (for --resume or for loading a trained model)."""
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            from jaxhep.errors import InputError
+
+            raise InputError(path, "not a run directory (no config.json)")
+        return cls(path.parent.parent, path.parent.name, path.name)
+
+    @property
+    def config(self) -> dict:
+        return json.loads((self.path / "config.json").read_text())
+
+    def sub(self, *parts: str) -> Path:
+        """A folder inside the run, created on first use."""
+        p = self.path.joinpath(*parts)
+        if is_primary():
+            p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def plot_path(self, name: str) -> Path:
+        return self.sub("plots") / name
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        """Write `obj` as JSON atomically (temp file + rename)."""
+        path = self.path / name
+        if is_primary():
+            _atomic_write(path, json.dumps(obj, indent=2, default=_json_default))
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        path = self.path / name
+        if is_primary():
+            _atomic_write(path, text)
+        return path
+
+    def log(self, record: dict, stream: str = "metrics.jsonl") -> None:
+        """Append one record (a JSON line) to the run's metrics log."""
+        if is_primary():
+            with open(self.path / stream, "a") as f:
+                f.write(json.dumps({"time": _now(), **record}, default=_json_default) + "\n")
+
+    def read_log(self, stream: str = "metrics.jsonl") -> list[dict]:
+        path = self.path / stream
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def set_status(self, status: str, **fields) -> None:
+        """Record a status change ("running", "done", "failed", "skipped", ...) in the registry."""
+        if not is_primary():
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        entry = {"run_id": self.run_id, "task": self.task, "path": str(self.path), "status": status,
+                 "time": _now(), "elapsed_s": round(time.time() - self._t0, 1), **fields}
+        line = json.dumps(entry, default=_json_default) + "\n"
+        with open(self.workdir / REGISTRY, "a") as f:
+            f.write(line)
+
+
+def load_registry(workdir: str | Path, task: str | None = None) -> list[dict]:
+    """Every run of the registry, its records merged (later fields win), oldest first."""
+    path = Path(workdir) / REGISTRY
+    runs: dict[str, dict] = {}
+    if not path.exists():
+        return []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a crash: skip it, keep the rest
+            continue
+        if task and entry.get("task") != task:
+            continue
+        key = f"{entry.get('task')}/{entry.get('run_id')}"
+        runs.setdefault(key, {}).update(entry)
+    return list(runs.values())
+
+
+def find_artifact(workdir: str | Path, key: str) -> Path | None:
+    """The newest finished artifact (e.g. a trained model) registered under `key`, if its folder exists."""
+    found = None
+    for run in load_registry(workdir):
+        for art in run.get("artifacts", []):
+            if art.get("key") == key and Path(art["path"]).exists():
+                found = Path(art["path"])
+    return found
+
+
+def format_registry(rows: list[dict], columns: tuple[str, ...] = ("task", "run_id", "status", "time",
+                                                                   "elapsed_s", "summary")) -> str:
+    """The registry as a markdown table."""
+    def cell(row, col):
+        value = row.get(col, "")
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        if isinstance(value, dict):
+            return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,318 @@
+"""The generic training loop shared by every task.
+
+A task supplies a Flax NNX model and two pure functions:
+
+    loss_fn(model, batch, key) -> (loss, aux)     # batch: dict of arrays [B, ...]; aux: dict of scalars
+    predict_fn(model, batch) -> outputs           # evaluation mode
+
+and the loop does the rest: an optax optimiser (Adam/AdamW/SGD, LR schedule, gradient
+clipping, gradient accumulation), a jitted train step with donated state that runs
+`steps_per_call` steps in one `lax.scan` (per-step Python overhead matters for these
+small models), data parallelism over the mesh (batch sharded, state replicated), a NaN
+guard (a non-finite step is not applied and stops training, keeping the last good
+checkpoint), validation every epoch, early stopping with patience, checkpoints of state +
+loop + input iterator (latest N and best) for exact resume, a progress bar with rate and
+ETA, and one metrics record per epoch in the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from jaxhep.checkpoint import Checkpoints, abstract_like
+from jaxhep.errors import ConfigError, NonFiniteLossError
+from jaxhep.mesh import gather_to_host, process_slice, put_replicated, shard_batch
+from jaxhep.pipeline import EpochPlan, Prefetcher, eval_batches, training_batches
+from jaxhep.runs import Run, is_primary
+
+# Test hook: SIGKILL the process right after the checkpoint of this epoch is written, to
+# prove that --resume continues the same run (tests/test_resume.py).
+_FAULT_KILL_ENV = "JAXHEP_FAULT_KILL_AFTER_EPOCH"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and loop settings shared by all tasks."""
+
+    epochs: int = 10
+    batch_size: int = 1024
+    steps_per_call: int = 8           # train steps fused into one compiled call (lax.scan)
+    optimizer: str = "adam"           # adam | adamw | sgd
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "constant"        # constant | cosine | warmup_cosine | onecycle
+    warmup_steps: int = 0
+    grad_clip_norm: float | None = 1.0
+    grad_accum_steps: int = 1
+    monitor: str = "val_accuracy"     # early stopping / best checkpoint metric
+    monitor_mode: str = "max"         # max | min
+    patience: int = 15
+    keep_checkpoints: int = 3
+    eval_batch_size: int = 16384
+    seed: int = 0
+    progress: bool = True
+
+
+def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """optax chain: clip by global norm -> optimiser with LR schedule, wrapped for accumulation."""
+    updates = max(1, total_steps // cfg.grad_accum_steps)
+    lr = cfg.learning_rate
+    if cfg.schedule == "constant":
+        schedule = optax.constant_schedule(lr) if not cfg.warmup_steps else optax.join_schedules(
+            [optax.linear_schedule(0.0, lr, cfg.warmup_steps), optax.constant_schedule(lr)], [cfg.warmup_steps])
+    elif cfg.schedule == "cosine":
+        schedule = optax.cosine_decay_schedule(lr, updates)
+    elif cfg.schedule == "warmup_cosine":
+        schedule = optax.warmup_cosine_decay_schedule(0.0, lr, max(1, cfg.warmup_steps), updates)
+    elif cfg.schedule == "onecycle":
+        schedule = optax.cosine_onecycle_schedule(updates, lr)
+    else:
+        raise ConfigError(f"unknown schedule {cfg.schedule!r} (constant, cosine, warmup_cosine, onecycle)")
+    if cfg.optimizer == "adam":
+        opt = optax.adam(schedule)
+    elif cfg.optimizer == "adamw":
+        opt = optax.adamw(schedule, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "sgd":
+        opt = optax.sgd(schedule, momentum=0.9, nesterov=True)
+    else:
+        raise ConfigError(f"unknown optimizer {cfg.optimizer!r} (adam, adamw, sgd)")
+    chain = [opt] if not cfg.grad_clip_norm else [optax.clip_by_global_norm(cfg.grad_clip_norm), opt]
+    tx = optax.chain(*chain)
+    if cfg.grad_accum_steps > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=cfg.grad_accum_steps)
+    return tx
+
+
+class Trainer:
+    """Holds the replicated train state and the compiled train / predict programs."""
+
+    def __init__(self, model: nnx.Module, loss_fn: Callable, predict_fn: Callable, cfg: TrainConfig,
+                 mesh, total_steps: int):
+        self.cfg, self.mesh = cfg, mesh
+        self.loss_fn, self.predict_fn = loss_fn, predict_fn
+        optimizer = nnx.Optimizer(model, make_optimizer(cfg, total_steps), wrt=nnx.Param)
+        model.train()
+        self.graphdef, state = nnx.split((model, optimizer))
+        self.state = put_replicated(state, mesh)
+        self.base_key = jax.random.PRNGKey(cfg.seed)
+        self._chunk = jax.jit(self._train_chunk, donate_argnums=0)
+        self._predict = jax.jit(self._predict_batch)
+
+    # -- compiled programs ---------------------------------------------------------------
+    def _train_chunk(self, state, batches, step0):
+        """Run K train steps (leading axis of every leaf of `batches`) with lax.scan."""
+        k = jax.tree.leaves(batches)[0].shape[0]
+
+        def one_step(state, inputs):
+            batch, i = inputs
+            # Raw arrays of the incoming state, taken before merge: merge hands out Variables
+            # that the update below mutates in place, so `state` itself would change too.
+            old_leaves, treedef = jax.tree.flatten(state)
+            model, opt = nnx.merge(self.graphdef, state)
+            key = jax.random.fold_in(self.base_key, step0 + i)
+
+            def loss_of(m):
+                return self.loss_fn(m, batch, key)
+
+            (loss, aux), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)
+            grad_norm = optax.global_norm(grads)
+            finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+            opt.update(model, grads)
+            new_leaves = jax.tree.leaves(nnx.state((model, opt)))
+            # NaN guard: a non-finite step leaves the state as it was.
+            new_state = jax.tree.unflatten(
+                treedef, [jnp.where(finite, n, o) for n, o in zip(new_leaves, old_leaves)])
+            return new_state, {"loss": loss, "grad_norm": grad_norm, "finite": finite, **aux}
+
+        return jax.lax.scan(one_step, state, (batches, jnp.arange(k)))
+
+    def _predict_batch(self, state, batch):
+        model, _ = nnx.merge(self.graphdef, state)
+        model.eval()
+        return self.predict_fn(model, batch)
+
+    # -- host API ------------------------------------------------------------------------
+    def train_chunk(self, chunk, step: int):
+        """One compiled call on a device chunk [K, B, ...]; returns per-step metrics (on device)."""
+        self.state, metrics = self._chunk(self.state, chunk, jnp.int32(step))
+        return metrics
+
+    def model(self) -> nnx.Module:
+        """The current model (eval mode), e.g. for saving or custom inference."""
+        model, _ = nnx.merge(self.graphdef, self.state)
+        model.eval()
+        return model
+
+    def predict_rows(self, read_rows: Callable[[np.ndarray], dict], n_rows: int, batch_size: int | None = None):
+        """Predictions for rows [0, n_rows) of a table read by `read_rows(indices)`.
+
+        Batches have a fixed size (the last one padded) so the program compiles once; the
+        result is gathered to host numpy with the padding removed.
+        """
+        batch_size = batch_size or self.cfg.eval_batch_size
+        n_dev = self.mesh.devices.size
+        batch_size = max(n_dev, (min(batch_size, max(n_rows, 1)) + n_dev - 1) // n_dev * n_dev)
+        local = process_slice(batch_size, self.mesh)
+        outputs, pending = [], None
+        for idx, n_valid in eval_batches(n_rows, batch_size):
+            batch = shard_batch(read_rows(idx[local.start:local.stop]), self.mesh, batch_size)
+            out = self._predict(self.state, batch)
+            if pending is not None:
+                outputs.append(_trim(gather_to_host(pending[0]), pending[1]))
+            pending = (out, n_valid)
+        if pending is not None:
+            outputs.append(_trim(gather_to_host(pending[0]), pending[1]))
+        if not outputs:
+            raise ConfigError("nothing to predict: the table is empty")
+        return jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
+
+
+def _trim(tree, n):
+    return jax.tree.map(lambda x: x[:n], tree)
+
+
+@dataclass
+class FitResult:
+    """What a training produced: per-epoch history and where the best state is."""
+
+    history: list[dict]
+    best_metric: float | None
+    best_epoch: int
+    stopped_early: bool
+    checkpoint_dir: Path
+    resumed_from_epoch: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _is_better(value, best, mode: str) -> bool:
+    if value is None or not np.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best if mode == "max" else value < best
+
+
+def fit(
+    trainer: Trainer,
+    read_rows: Callable[[np.ndarray], dict],
+    n_train: int,
+    validate: Callable[[Trainer], dict],
+    ckpt_dir: str | Path,
+    run: Run | None = None,
+    desc: str = "train",
+    log_prefix: dict | None = None,
+    workers: int = 0,
+) -> FitResult:
+    """Train until `cfg.epochs` or early stopping, resuming from `ckpt_dir` if it holds a checkpoint.
+
+    `read_rows(indices) -> dict of arrays [len(indices), ...]` reads training rows;
+    `validate(trainer) -> dict` returns validation metrics (must include `cfg.monitor`).
+    After return, `trainer.state` holds the best checkpoint's state.
+    """
+    cfg, mesh = trainer.cfg, trainer.mesh
+    plan = EpochPlan(n_train, cfg.batch_size, cfg.steps_per_call)
+    plan.check()
+    local = process_slice(cfg.batch_size, mesh)
+    ckpts = Checkpoints(ckpt_dir, keep=cfg.keep_checkpoints)
+    loop = {"epoch": 0, "step": 0, "best": None, "best_epoch": -1, "since_best": 0, "history": []}
+    data_state = None
+    if ckpts.latest_step() is not None:
+        trainer.state, loop, data_state = ckpts.restore(abstract_like(trainer.state))
+    resumed_from = loop["epoch"]
+    stream = iter(training_batches(read_rows, plan, cfg.seed, cfg.epochs,
+                                   local=slice(local.start, local.stop), workers=workers))
+    if data_state:
+        stream.set_state(data_state)
+    prefetch = Prefetcher(stream, lambda c: shard_batch(c, mesh, cfg.batch_size, batch_axis=1))
+    kill_after = os.environ.get(_FAULT_KILL_ENV)
+    try:
+        for epoch in range(loop["epoch"], cfg.epochs):
+            if loop["since_best"] >= cfg.patience:
+                break
+            t0 = time.perf_counter()
+            train_metrics = _train_epoch(trainer, prefetch, plan, loop, epoch, desc, ckpts)
+            data_state = train_metrics.pop("_data_state")
+            seconds = time.perf_counter() - t0
+            val = validate(trainer)
+            if cfg.monitor not in val:
+                raise ConfigError(f"validation returned no {cfg.monitor!r} (got {sorted(val)})")
+            record = {**(log_prefix or {}), "epoch": epoch + 1, "step": loop["step"], **train_metrics,
+                      **val, "epoch_seconds": round(seconds, 3),
+                      "train_samples_per_s": plan.steps_per_epoch * cfg.batch_size / max(seconds, 1e-9)}
+            improved = _is_better(val[cfg.monitor], loop["best"], cfg.monitor_mode)
+            if improved:
+                loop.update(best=float(val[cfg.monitor]), best_epoch=epoch + 1, since_best=0)
+            else:
+                loop["since_best"] += 1
+            loop["epoch"] = epoch + 1
+            loop["history"].append(record)
+            ckpts.save(loop["step"], trainer.state, loop, data_state, is_best=improved)
+            if run is not None:
+                run.log(record)
+            if kill_after is not None and int(kill_after) == epoch + 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        prefetch.close()
+    if ckpts.best.latest_step() is not None:
+        trainer.state, _, _ = ckpts.restore(abstract_like(trainer.state), "best")
+    ckpts.close()
+    stopped_early = loop["since_best"] >= cfg.patience and loop["epoch"] < cfg.epochs
+    return FitResult(loop["history"], loop["best"], loop["best_epoch"], stopped_early, Path(ckpt_dir),
+                     resumed_from_epoch=resumed_from)
+
+
+def _train_epoch(trainer: Trainer, prefetch: Prefetcher, plan: EpochPlan, loop: dict, epoch: int,
+                 desc: str, ckpts: Checkpoints) -> dict[str, Any]:
+    """One epoch of chunks; host reads chunk i-1's metrics while chunk i runs."""
+    cfg = trainer.cfg
+    bar = tqdm(total=plan.steps_per_epoch * cfg.batch_size, unit="sample", unit_scale=True,
+               desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               disable=not (cfg.progress and is_primary()), mininterval=0.5)
+    sums: dict[str, float] = {}
+    count = 0
+    data_state = None
+
+    def consume(metrics, first_step):
+        nonlocal count
+        host = jax.tree.map(np.asarray, metrics)
+        if not host["finite"].all():
+            bad = first_step + int(np.argmin(host["finite"]))
+            last = ckpts.latest_step()
+            where = f"{ckpts.directory / 'latest'} (step {last})" if last is not None else "none yet"
+            raise NonFiniteLossError(
+                f"{desc}: the loss became NaN/inf at step {bad} (epoch {epoch + 1}); training stopped. "
+                f"Last good checkpoint: {where}. Lower the learning rate or check the inputs for NaNs.")
+        for key, value in host.items():
+            if key != "finite":
+                sums[key] = sums.get(key, 0.0) + float(np.sum(value))
+        count += len(host["loss"])
+        bar.update(len(host["loss"]) * cfg.batch_size)
+        bar.set_postfix(loss=f"{sums['loss'] / count:.4f}", refresh=False)
+
+    pending = None
+    for _ in range(plan.chunks_per_epoch):
+        chunk, data_state = next(prefetch)
+        metrics = trainer.train_chunk(chunk, loop["step"])
+        if pending is not None:
+            consume(*pending)
+        pending = (metrics, loop["step"])
+        loop["step"] += cfg.steps_per_call
+    if pending is not None:
+        consume(*pending)
+    bar.close()
+    out: dict[str, Any] = {k: v / max(count, 1) for k, v in sums.items()}
+    out["_data_state"] = data_state
+    return out
