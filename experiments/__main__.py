@@ -1,0 +1,3 @@
+"""`python -m experiments` lists the experiments."""
+
+print("experiments: pid  (python -m experiments.pid --help)")

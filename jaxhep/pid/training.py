@@ -1,0 +1,169 @@
+"""Train one PID network on one momentum range, or reuse an identical one trained before."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxhep import checkpoint, losses, runs
+from jaxhep.config import to_dict
+from jaxhep.pid.config import PIDConfig
+from jaxhep.pid.dataset import RangeData, Split
+from jaxhep.pid.models import N_CLASSES, ModelConfig, build_model
+from jaxhep.runs import Run
+from jaxhep.pipeline import EpochPlan
+from jaxhep.train import FitResult, Trainer, fit
+
+
+@dataclass
+class TrainedModel:
+    """A trained network of one range and what is needed to use it."""
+
+    name: str
+    range_name: str
+    model: nnx.Module                 # eval mode
+    directory: Path
+    history: list[dict]
+    class_weights: np.ndarray | None = None   # [4] loss weights the network was trained with
+    reused_from: Path | None = None
+    fit: FitResult | None = None
+
+    def predict_arrays(self, x: np.ndarray, group_mask: np.ndarray) -> np.ndarray:
+        """Species probabilities [n, 4] of preprocessed inputs, corrected for the class weights.
+
+        A network trained with class weights w_c learns posteriors tilted by w_c; dividing
+        them out (and renormalising) gives probabilities for the true species mix, whose
+        argmax is the accuracy-optimal decision (prior-shift correction).
+        """
+        probs = predict_proba(self.model, x, group_mask)
+        if self.class_weights is not None:
+            probs = probs / self.class_weights
+            probs /= probs.sum(axis=1, keepdims=True)
+        return probs
+
+    def predict_split(self, split: Split) -> np.ndarray:
+        return self.predict_arrays(split.x, split.group_mask)
+
+
+def predict_proba(model: nnx.Module, x: np.ndarray, group_mask: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """Softmax of the network on host arrays, in fixed-size batches (one compilation)."""
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def run(state, x, m):
+        return jax.nn.softmax(nnx.merge(graphdef, state)({"x": x, "group_mask": m}), axis=-1)
+
+    n = len(x)
+    size = min(batch_size, max(n, 1))
+    out = []
+    for start in range(0, n, size):
+        xb, mb = x[start:start + size], group_mask[start:start + size]
+        pad = size - len(xb)
+        if pad:
+            xb = np.concatenate([xb, np.zeros((pad, xb.shape[1]), xb.dtype)])
+            mb = np.concatenate([mb, np.ones((pad, mb.shape[1]), mb.dtype)])
+        out.append(np.asarray(run(state, xb, mb))[:size - pad])
+    return np.concatenate(out) if out else np.zeros((0, N_CLASSES), np.float32)
+
+
+def model_key(name: str, range_name: str, cfg: PIDConfig, data_fingerprint: str) -> str:
+    """What makes two trainings the same: data, network, range, loss and optimiser settings."""
+    train = dataclasses.replace(cfg.train, progress=True)
+    return "pid-" + runs.config_hash([data_fingerprint, name, range_name, to_dict(_model_cfg(name, cfg)),
+                                      to_dict(train), to_dict(cfg.loss)])
+
+
+def _model_cfg(name: str, cfg: PIDConfig) -> ModelConfig:
+    return dataclasses.replace(cfg.model, name=name)
+
+
+def train_or_reuse(name: str, data: RangeData, cfg: PIDConfig, mesh, run: Run, data_fingerprint: str,
+                   force_train: bool = False) -> TrainedModel:
+    """Train network `name` on `data`, resuming a checkpoint in this run, or reuse a finished twin."""
+    key = model_key(name, data.name, cfg, data_fingerprint)
+    directory = run.sub("models", f"{name}_{data.name}")
+    model_cfg = _model_cfg(name, cfg)
+    done = directory / "model.json"
+    if done.exists():                                   # finished earlier in this very run (resume)
+        return load_trained(directory)
+    previous = None if force_train else runs.find_artifact(run.workdir, key)
+    if previous is not None:
+        trained = load_trained(previous)
+        trained.reused_from = previous
+        _write_model_json(directory, name, data, model_cfg, key, trained.history, weights=previous / "weights",
+                          class_weights=trained.class_weights.tolist())
+        return trained
+
+    model = build_model(model_cfg, seed=cfg.train.seed)
+    weights = (losses.balanced_class_weights(data.train.label, N_CLASSES) if cfg.loss.balanced_weights
+               else np.ones(N_CLASSES))
+    weights = np.where(weights > 0, weights, 1.0)          # a class absent from training: no tilt
+    class_weights = jnp.asarray(weights, jnp.float32)
+    log_weights = jnp.log(class_weights)                     # decisions undo the weights' tilt
+
+
+    def loss_fn(model, batch, key):
+        logits = model(batch, rngs=nnx.Rngs(dropout=key))
+        loss = losses.softmax_focal_loss(logits, batch["label"], cfg.loss.alpha, cfg.loss.gamma, class_weights)
+        return loss, {"accuracy": jnp.mean(jnp.argmax(logits - log_weights, -1) == batch["label"])}
+
+    def predict_fn(model, batch):
+        return jnp.argmax(model(batch) - log_weights, -1)
+
+    def validate(trainer: Trainer) -> dict:
+        pred = trainer.predict_rows(data.val.read, len(data.val))
+        return {"val_accuracy": float(np.mean(pred == data.val.label))}
+
+    steps_per_epoch = EpochPlan.fit_to(len(data.train), cfg.train.batch_size, cfg.train.steps_per_call).steps_per_epoch
+    trainer = Trainer(model, loss_fn, predict_fn, cfg.train, mesh, total_steps=steps_per_epoch * cfg.train.epochs)
+    result = fit(trainer, data.train.read, len(data.train), validate, directory / "ckpt", run=run,
+                 desc=f"{name} [{data.name}]", log_prefix={"model": name, "range": data.name})
+    model = trainer.model()
+    checkpoint.save_weights(directory / "weights", nnx.state(model))
+    (directory / "preprocessor.json").write_text(json.dumps(data.preprocessor.to_dict()))
+    _write_model_json(directory, name, data, model_cfg, key, result.history, weights=directory / "weights",
+                      class_weights=weights.tolist(), best_epoch=result.best_epoch,
+                      stopped_early=result.stopped_early)
+    run.set_status("running", artifacts=_artifacts(run, key, directory))
+    return TrainedModel(name, data.name, model, directory, result.history, weights, fit=result)
+
+
+def _artifacts(run: Run, key: str, directory: Path) -> list[dict]:
+    """This run's artifact list with one more entry (the registry merges records per run)."""
+    current = next((r for r in runs.load_registry(run.workdir, run.task) if r["run_id"] == run.run_id), {})
+    return [*current.get("artifacts", []), {"key": key, "path": str(directory)}]
+
+
+def _write_model_json(directory: Path, name: str, data: RangeData, model_cfg: ModelConfig, key: str,
+                      history: list[dict], weights: Path, **extra) -> None:
+    if not runs.is_primary():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / "preprocessor.json").exists():
+        (directory / "preprocessor.json").write_text(json.dumps(data.preprocessor.to_dict()))
+    meta = {"name": name, "range": data.name, "model": to_dict(model_cfg), "key": key,
+            "weights": str(Path(weights).absolute()), "history": history, **extra}
+    tmp = directory / ".model.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, default=float))
+    tmp.replace(directory / "model.json")
+
+
+def load_trained(directory: str | Path) -> TrainedModel:
+    """A finished model folder (model.json + weights) as a TrainedModel in eval mode."""
+    directory = Path(directory)
+    meta = json.loads((directory / "model.json").read_text())
+    from jaxhep.config import from_dict
+
+    model = build_model(from_dict(ModelConfig, meta["model"]))
+    model.eval()
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.state(model))
+    nnx.update(model, checkpoint.load_weights(meta["weights"], abstract))
+    weights = np.asarray(meta["class_weights"]) if meta.get("class_weights") else None
+    return TrainedModel(meta["name"], meta["range"], model, directory, meta.get("history", []), weights)
