@@ -46,13 +46,17 @@ def override(cfg: T, assignments: list[str] | tuple[str, ...]) -> T:
         if "=" not in assignment:
             raise ConfigError(f"override {assignment!r} is not of the form key.path=value")
         path, raw = assignment.split("=", 1)
-        cfg = _set_path(cfg, path.strip().split("."), _parse_value(raw.strip()), path)
+        cfg = _set_path(cfg, path.strip().split("."), raw.strip(), path)
     return cfg
 
 
 def _parse_value(raw: str) -> Any:
     if raw.startswith("(") and raw.endswith(")"):
-        raw = "[" + raw[1:-1].rstrip(",") + "]"
+        inner = raw[1:-1].strip().rstrip(",")
+        try:
+            return json.loads("[" + inner + "]")
+        except json.JSONDecodeError:  # (simple,dnn): bare words, each read on its own
+            return [_parse_value(part.strip()) for part in inner.split(",") if part.strip()]
     try:
         return json.loads(raw)
     except json.JSONDecodeError:
@@ -74,7 +78,10 @@ def _set_path(cfg: Any, keys: list[str], value: Any, full: str) -> Any:
     if len(keys) > 1:
         return dataclasses.replace(cfg, **{head: _set_path(getattr(cfg, head), keys[1:], value, full)})
     hint = typing.get_type_hints(type(cfg))[head]
-    return dataclasses.replace(cfg, **{head: _coerce(hint, value, full)})
+    text_ok = hint is str or (typing.get_origin(hint) in (typing.Union, types.UnionType)
+                              and str in typing.get_args(hint) and value.lower() not in ("none", "null"))
+    # A str field takes the text as typed: json would turn "1e3" into "1000.0", "true" into "True".
+    return dataclasses.replace(cfg, **{head: _coerce(hint, value if text_ok else _parse_value(value), full)})
 
 
 def _coerce(hint: Any, value: Any, name: str) -> Any:

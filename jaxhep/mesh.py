@@ -38,9 +38,10 @@ def initialize_distributed(
     detected (SLURM with several tasks, a TPU pod, or JAX_COORDINATOR_ADDRESS set).
     """
     if coordinator is not None:
-        if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-            # Cross-process collectives on CPU need gloo; a no-op on GPU/TPU.
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # Cross-process collectives on CPU need gloo; the setting only affects the CPU client,
+        # so it is harmless on GPU/TPU. No jax.default_backend() here: it would start the
+        # backend, after which jax.distributed.initialize refuses to run.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
         return
     cluster = (

@@ -45,10 +45,15 @@ class EpochPlan:
     def steps_per_epoch(self) -> int:
         return self.chunks_per_epoch * self.steps_per_call
 
+    @classmethod
+    def fit_to(cls, n_rows: int, batch_size: int, steps_per_call: int) -> EpochPlan:
+        """A plan whose chunks are no longer than an epoch (small data sets get K < steps_per_call)."""
+        return cls(n_rows, batch_size, max(1, min(steps_per_call, n_rows // max(batch_size, 1))))
+
     def check(self, what: str = "training set") -> None:
         if self.chunks_per_epoch < 1:
             raise ConfigError(f"the {what} has {self.n_rows} rows, fewer than one chunk of "
-                              f"{self.steps_per_call} x {self.batch_size}; lower the batch size or steps_per_call")
+                              f"{self.steps_per_call} x {self.batch_size}; lower the batch size")
 
 
 class BatchIndexSource:

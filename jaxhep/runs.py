@@ -118,8 +118,14 @@ class Run:
         self.workdir.mkdir(parents=True, exist_ok=True)
         entry = {"run_id": self.run_id, "task": self.task, "path": str(self.path), "status": status,
                  "time": _now(), "elapsed_s": round(time.time() - self._t0, 1), **fields}
-        line = json.dumps(entry, default=_json_default) + "\n"
-        with open(self.workdir / REGISTRY, "a") as f:
+        line = (json.dumps(entry, default=_json_default) + "\n").encode()
+        with open(self.workdir / REGISTRY, "ab+") as f:
+            # After a crash mid-append the file ends in a cut line: start on a fresh line, or
+            # this record would be glued to it and lost with it.
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
             f.write(line)
 
 

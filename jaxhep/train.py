@@ -223,7 +223,7 @@ def fit(
     After return, `trainer.state` holds the best checkpoint's state.
     """
     cfg, mesh = trainer.cfg, trainer.mesh
-    plan = EpochPlan(n_train, cfg.batch_size, cfg.steps_per_call)
+    plan = EpochPlan.fit_to(n_train, cfg.batch_size, cfg.steps_per_call)
     plan.check()
     local = process_slice(cfg.batch_size, mesh)
     ckpts = Checkpoints(ckpt_dir, keep=cfg.keep_checkpoints)
@@ -264,11 +264,11 @@ def fit(
                 run.log(record)
             if kill_after is not None and int(kill_after) == epoch + 1:
                 os.kill(os.getpid(), signal.SIGKILL)
+        if ckpts.best.latest_step() is not None:
+            trainer.state, _, _ = ckpts.restore(abstract_like(trainer.state), "best")
     finally:
         prefetch.close()
-    if ckpts.best.latest_step() is not None:
-        trainer.state, _, _ = ckpts.restore(abstract_like(trainer.state), "best")
-    ckpts.close()
+        ckpts.close()
     stopped_early = loop["since_best"] >= cfg.patience and loop["epoch"] < cfg.epochs
     return FitResult(loop["history"], loop["best"], loop["best_epoch"], stopped_early, Path(ckpt_dir),
                      resumed_from_epoch=resumed_from)
@@ -309,7 +309,7 @@ def _train_epoch(trainer: Trainer, prefetch: Prefetcher, plan: EpochPlan, loop: 
         if pending is not None:
             consume(*pending)
         pending = (metrics, loop["step"])
-        loop["step"] += cfg.steps_per_call
+        loop["step"] += plan.steps_per_call
     if pending is not None:
         consume(*pending)
     bar.close()

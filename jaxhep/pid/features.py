@@ -24,7 +24,25 @@ from jaxhep.pid.species import FEATURES, FLAGS, GROUPS, LABEL, labels_from_pdg
 _CONTINUOUS = tuple(name for name in FEATURES if name not in FLAGS)
 # Detector columns and the flag that says the detector measured the track.
 _DETECTOR = {**{name: "has_tpc" for name in GROUPS["tpc"]}, **{name: "has_tof" for name in GROUPS["tof"]}}
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+
+# Heavy-tailed columns are compressed before standardisation, or the informative core
+# would be squeezed into a sliver of the unit range: DCAs of primaries are ~10 um wide
+# with secondaries out to mm, n_sigma runs from ~0 to ~100 for wrong hypotheses, dE/dx
+# and pT span decades. Monotonic maps keep every ordering the networks could use.
+_NSIGMA_SCALE = 3.0      # asinh(n / 3): linear inside +-3 sigma, logarithmic outside
+_DCA_SCALE_CM = 0.005    # asinh(dca / 50 um): linear for primaries, log for secondaries
+_LOG_COLUMNS = ("pt", "tpc_signal")
+
+
+def _compress(name: str, values: np.ndarray) -> np.ndarray:
+    if name in _LOG_COLUMNS:
+        return np.log(np.maximum(values, 1e-6))
+    if "nsigma" in name:
+        return np.arcsinh(values / _NSIGMA_SCALE)
+    if name.startswith("dca_"):
+        return np.arcsinh(values / _DCA_SCALE_CM)
+    return values
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,12 +120,12 @@ class Preprocessor:
         return self
 
     def _filled(self, name: str, values: np.ndarray) -> np.ndarray:
-        """Apply the fill rule of `name` (TPC/TOF columns keep their NaNs)."""
+        """Apply the fill rule of `name` (TPC/TOF columns keep their NaNs), then compress tails."""
         if name in GROUPS["bayes"]:
-            return np.where(np.isnan(values), 0.25, values)
-        if name in self.median:
-            return np.where(np.isnan(values), self.median[name], values)
-        return values
+            values = np.where(np.isnan(values), 0.25, values)
+        elif name in self.median:
+            values = np.where(np.isnan(values), self.median[name], values)
+        return _compress(name, values)
 
     def transform(
         self, columns: dict[str, np.ndarray], idx: np.ndarray | None = None

@@ -13,6 +13,7 @@ import numpy as np
 from flax import nnx
 
 from jaxhep import checkpoint, losses, runs
+from jaxhep.calibration import Calibration, fit_calibration
 from jaxhep.config import to_dict
 from jaxhep.pid.config import PIDConfig
 from jaxhep.pid.dataset import RangeData, Split
@@ -31,34 +32,32 @@ class TrainedModel:
     model: nnx.Module                 # eval mode
     directory: Path
     history: list[dict]
-    class_weights: np.ndarray | None = None   # [4] loss weights the network was trained with
+    calibration: Calibration | None = None
     reused_from: Path | None = None
     fit: FitResult | None = None
 
     def predict_arrays(self, x: np.ndarray, group_mask: np.ndarray) -> np.ndarray:
-        """Species probabilities [n, 4] of preprocessed inputs, corrected for the class weights.
+        """Calibrated species probabilities [n, 4] of preprocessed inputs.
 
-        A network trained with class weights w_c learns posteriors tilted by w_c; dividing
-        them out (and renormalising) gives probabilities for the true species mix, whose
-        argmax is the accuracy-optimal decision (prior-shift correction).
+        The network was trained with class weights and focal loss, which tilt its softmax
+        away from the true species mix; the calibration fitted on the validation split
+        (temperature + per-class bias, see jaxhep.calibration) undoes that, so the argmax
+        is the accuracy-optimal decision and the probabilities mean what they say.
         """
-        probs = predict_proba(self.model, x, group_mask)
-        if self.class_weights is not None:
-            probs = probs / self.class_weights
-            probs /= probs.sum(axis=1, keepdims=True)
-        return probs
+        logits = predict_logits(self.model, x, group_mask)
+        return (self.calibration or Calibration.identity(N_CLASSES)).apply(logits)
 
     def predict_split(self, split: Split) -> np.ndarray:
         return self.predict_arrays(split.x, split.group_mask)
 
 
-def predict_proba(model: nnx.Module, x: np.ndarray, group_mask: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-    """Softmax of the network on host arrays, in fixed-size batches (one compilation)."""
+def predict_logits(model: nnx.Module, x: np.ndarray, group_mask: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """Network logits [n, 4] on host arrays, in fixed-size batches (one compilation)."""
     graphdef, state = nnx.split(model)
 
     @jax.jit
     def run(state, x, m):
-        return jax.nn.softmax(nnx.merge(graphdef, state)({"x": x, "group_mask": m}), axis=-1)
+        return nnx.merge(graphdef, state)({"x": x, "group_mask": m})
 
     n = len(x)
     size = min(batch_size, max(n, 1))
@@ -71,6 +70,12 @@ def predict_proba(model: nnx.Module, x: np.ndarray, group_mask: np.ndarray, batc
             mb = np.concatenate([mb, np.ones((pad, mb.shape[1]), mb.dtype)])
         out.append(np.asarray(run(state, xb, mb))[:size - pad])
     return np.concatenate(out) if out else np.zeros((0, N_CLASSES), np.float32)
+
+
+def predict_proba(model: nnx.Module, x: np.ndarray, group_mask: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """Uncalibrated softmax [n, 4] of the network (for benchmarks and debugging)."""
+    logits = predict_logits(model, x, group_mask, batch_size)
+    return np.asarray(jax.nn.softmax(logits, axis=-1))
 
 
 def model_key(name: str, range_name: str, cfg: PIDConfig, data_fingerprint: str) -> str:
@@ -98,7 +103,7 @@ def train_or_reuse(name: str, data: RangeData, cfg: PIDConfig, mesh, run: Run, d
         trained = load_trained(previous)
         trained.reused_from = previous
         _write_model_json(directory, name, data, model_cfg, key, trained.history, weights=previous / "weights",
-                          class_weights=trained.class_weights.tolist())
+                          calibration=trained.calibration.to_dict())
         return trained
 
     model = build_model(model_cfg, seed=cfg.train.seed)
@@ -106,33 +111,37 @@ def train_or_reuse(name: str, data: RangeData, cfg: PIDConfig, mesh, run: Run, d
                else np.ones(N_CLASSES))
     weights = np.where(weights > 0, weights, 1.0)          # a class absent from training: no tilt
     class_weights = jnp.asarray(weights, jnp.float32)
-    log_weights = jnp.log(class_weights)                     # decisions undo the weights' tilt
-
 
     def loss_fn(model, batch, key):
         logits = model(batch, rngs=nnx.Rngs(dropout=key))
         loss = losses.softmax_focal_loss(logits, batch["label"], cfg.loss.alpha, cfg.loss.gamma, class_weights)
-        return loss, {"accuracy": jnp.mean(jnp.argmax(logits - log_weights, -1) == batch["label"])}
+        # Monitor only: the weights tilt the raw argmax; the calibrated one is in val_accuracy.
+        return loss, {"accuracy": jnp.mean(jnp.argmax(logits - jnp.log(class_weights), -1) == batch["label"])}
 
     def predict_fn(model, batch):
-        return jnp.argmax(model(batch) - log_weights, -1)
+        return model(batch)
 
     def validate(trainer: Trainer) -> dict:
-        pred = trainer.predict_rows(data.val.read, len(data.val))
-        return {"val_accuracy": float(np.mean(pred == data.val.label))}
+        """Accuracy of the calibrated decision, the one the model will be used with."""
+        logits = trainer.predict_rows(data.val.read, len(data.val))
+        probs = fit_calibration(logits, data.val.label, init_bias=-np.log(weights)).apply(logits)
+        return {"val_accuracy": float(np.mean(probs.argmax(1) == data.val.label)),
+                "val_loss": float(-np.mean(np.log(probs[np.arange(len(probs)), data.val.label] + 1e-12)))}
 
     steps_per_epoch = EpochPlan.fit_to(len(data.train), cfg.train.batch_size, cfg.train.steps_per_call).steps_per_epoch
     trainer = Trainer(model, loss_fn, predict_fn, cfg.train, mesh, total_steps=steps_per_epoch * cfg.train.epochs)
     result = fit(trainer, data.train.read, len(data.train), validate, directory / "ckpt", run=run,
                  desc=f"{name} [{data.name}]", log_prefix={"model": name, "range": data.name})
     model = trainer.model()
+    calibration = fit_calibration(predict_logits(model, data.val.x, data.val.group_mask), data.val.label,
+                                  init_bias=-np.log(weights))
     checkpoint.save_weights(directory / "weights", nnx.state(model))
     (directory / "preprocessor.json").write_text(json.dumps(data.preprocessor.to_dict()))
     _write_model_json(directory, name, data, model_cfg, key, result.history, weights=directory / "weights",
-                      class_weights=weights.tolist(), best_epoch=result.best_epoch,
+                      calibration=calibration.to_dict(), best_epoch=result.best_epoch,
                       stopped_early=result.stopped_early)
     run.set_status("running", artifacts=_artifacts(run, key, directory))
-    return TrainedModel(name, data.name, model, directory, result.history, weights, fit=result)
+    return TrainedModel(name, data.name, model, directory, result.history, calibration, fit=result)
 
 
 def _artifacts(run: Run, key: str, directory: Path) -> list[dict]:
@@ -165,5 +174,5 @@ def load_trained(directory: str | Path) -> TrainedModel:
     model.eval()
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.state(model))
     nnx.update(model, checkpoint.load_weights(meta["weights"], abstract))
-    weights = np.asarray(meta["class_weights"]) if meta.get("class_weights") else None
-    return TrainedModel(meta["name"], meta["range"], model, directory, meta.get("history", []), weights)
+    calibration = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else None
+    return TrainedModel(meta["name"], meta["range"], model, directory, meta.get("history", []), calibration)

@@ -58,17 +58,17 @@ def _toy():
 def test_nan_rules_and_statistics_by_hand():
     cols = _toy()
     pre = Preprocessor().fit(cols, np.arange(4))
-    assert pre.median["dca_xy"] == 3.0
-    # dca_xy after filling: (1, 3, 3, 5): mean 3, std sqrt(2)
-    assert pre.mean["dca_xy"] == pytest.approx(3.0) and pre.std["dca_xy"] == pytest.approx(np.sqrt(2))
+    assert pre.median["dca_xy"] == 3.0  # medians on the raw scale
+    # dca_xy after filling: (1, 3, 3, 5) cm, compressed by asinh(dca / 0.005 cm)
+    dca = np.arcsinh(np.array([1.0, 3, 3, 5]) / 0.005)
+    assert pre.mean["dca_xy"] == pytest.approx(dca.mean()) and pre.std["dca_xy"] == pytest.approx(dca.std())
     # Bayes NaN -> 0.25: (0.25, 0.25, 0.25, 0.65): mean 0.35, std sqrt(0.03)
     assert pre.mean["bayes_prob_ka"] == pytest.approx(0.35) and pre.std["bayes_prob_ka"] == pytest.approx(
         0.03**0.5
     )
-    # TPC only from training rows with has_tpc: (40, 50, 60); TOF only (0.9, 0.7)
-    assert pre.mean["tpc_signal"] == pytest.approx(50.0) and pre.std["tpc_signal"] == pytest.approx(
-        np.sqrt(200 / 3)
-    )
+    # TPC only from training rows with has_tpc: log of (40, 50, 60); TOF only (0.9, 0.7)
+    tpc = np.log([40.0, 50.0, 60.0])
+    assert pre.mean["tpc_signal"] == pytest.approx(tpc.mean()) and pre.std["tpc_signal"] == pytest.approx(tpc.std())
     assert pre.mean["tof_beta"] == pytest.approx(0.8)
     assert pre.std["eta"] == 1.0  # constant column: no division by zero
 
@@ -76,11 +76,12 @@ def test_nan_rules_and_statistics_by_hand():
     x = out["x"]
     assert x.dtype == np.float32 and x.shape == (6, 21) and np.isfinite(x).all()
     np.testing.assert_allclose(
-        x[:, COL["dca_xy"]], (np.array([1, 3, 3, 5, 7, 3]) - 3) / np.sqrt(2), rtol=1e-6
+        x[:, COL["dca_xy"]], (np.arcsinh(np.array([1, 3, 3, 5, 7, 3]) / 0.005) - dca.mean()) / dca.std(), rtol=1e-5
     )
     bayes = (np.array([0.25, 0.25, 0.25, 0.65, 0.9, 0.25]) - 0.35) / 0.03**0.5
     np.testing.assert_allclose(x[:, COL["bayes_prob_ka"]], bayes, rtol=1e-5)
-    tpc = np.array([-10, 0, 10, 0, 20, 0]) / np.sqrt(200 / 3)  # rows 3 and 5 have no TPC -> 0
+    tpc = (np.log([40, 50, 60, 50, 70, 50]) - tpc.mean()) / tpc.std()
+    tpc[[3, 5]] = 0.0  # rows 3 and 5 have no TPC -> 0
     np.testing.assert_allclose(x[:, COL["tpc_signal"]], tpc, rtol=1e-5)
     np.testing.assert_allclose(x[:, COL["tof_beta"]], [0, 1, 0, -1, 0, 0], atol=1e-5)
     np.testing.assert_array_equal(x[:, COL["has_tpc"]], cols["has_tpc"])
@@ -125,3 +126,13 @@ def test_unlabelled_and_misuse(tracks):
     state = Preprocessor().fit(tracks, np.arange(100)).to_dict()
     with pytest.raises(ValueError):
         Preprocessor.from_dict(dict(state, features=list(FEATURES[::-1])))
+
+
+def test_tail_compression_is_monotonic_and_linear_in_the_core():
+    from jaxhep.pid.features import _compress
+
+    n = np.array([-100.0, -3.0, -0.3, 0.0, 0.3, 3.0, 100.0])
+    out = _compress("tpc_nsigma_pi", n)
+    assert np.all(np.diff(out) > 0)
+    np.testing.assert_allclose(out[2:5], n[2:5] / 3.0, rtol=2e-3)  # asinh(x) ~ x near 0
+    assert abs(out[-1]) < 5  # a 100-sigma outlier no longer dominates the scale

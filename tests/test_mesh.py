@@ -1,0 +1,171 @@
+"""Device choice, the ("data",) mesh, per-process batch slices and sharded / replicated placement."""
+
+from __future__ import annotations
+
+import types
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from jaxhep import mesh as mesh_lib
+from jaxhep.errors import DeviceError
+from jaxhep.mesh import (
+    DATA_AXIS,
+    ProcessSlice,
+    batch_sharding,
+    describe,
+    gather_to_host,
+    make_mesh,
+    process_slice,
+    put_replicated,
+    select_devices,
+    shard_batch,
+)
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    return make_mesh()
+
+
+@pytest.mark.parametrize("platform, upper", [("tpu", "TPU"), ("gpu", "GPU")])
+def test_asking_for_a_missing_accelerator_is_a_clear_error(platform, upper):
+    with pytest.raises(DeviceError) as info:
+        select_devices(platform)
+    msg = str(info.value)
+    assert f"--{platform}" in msg and f"no {upper}" in msg
+    assert "available: cpu x8" in msg
+    assert ("Colab" in msg) if platform == "tpu" else ("CUDA" in msg)
+
+
+def test_cpu_and_default_devices():
+    cpus = select_devices("cpu")
+    assert len(cpus) == 8 and {d.platform for d in cpus} == {"cpu"}
+    assert select_devices(None) == jax.devices()
+    with pytest.raises(DeviceError, match="unknown platform 'xpu'.*cpu, gpu, tpu"):
+        select_devices("xpu")
+
+
+def test_make_mesh_is_one_data_axis(mesh):
+    assert mesh.axis_names == (DATA_AXIS,) and mesh.devices.shape == (8,)
+    assert list(mesh.devices.flat) == jax.devices()
+    small = make_mesh(jax.devices()[2:4])
+    assert small.shape == {DATA_AXIS: 2} and list(small.devices.flat) == jax.devices()[2:4]
+    assert describe(mesh) == "8 x cpu (cpu) on 1 process(es)"
+    assert batch_sharding(mesh).spec == P(DATA_AXIS)
+    assert batch_sharding(mesh, 2).spec == P(None, None, DATA_AXIS)
+
+
+def test_process_slice_on_one_process(mesh):
+    assert process_slice(64, mesh) == ProcessSlice(0, 64)
+    assert process_slice(8, make_mesh(jax.devices()[:2])) == ProcessSlice(0, 8)
+
+
+def test_batch_not_divisible_by_the_mesh_is_an_error(mesh):
+    with pytest.raises(DeviceError, match="batch size 60 is not divisible by the 8 devices.*multiple of 8"):
+        process_slice(60, mesh)
+    with pytest.raises(DeviceError, match="batch size 4 .*multiple of 8"):
+        process_slice(4, mesh)
+
+
+def _fake_mesh(process_of_device):
+    devs = np.array([types.SimpleNamespace(process_index=p) for p in process_of_device], dtype=object)
+    return types.SimpleNamespace(devices=devs)
+
+
+@pytest.mark.parametrize("process, expected", [(0, ProcessSlice(0, 32)), (1, ProcessSlice(32, 64))])
+def test_process_slice_of_several_processes(monkeypatch, process, expected):
+    """2 processes x 4 devices: each feeds the rows of its own devices."""
+    monkeypatch.setattr(jax, "process_index", lambda: process)
+    assert process_slice(64, _fake_mesh([0, 0, 0, 0, 1, 1, 1, 1])) == expected
+
+
+def test_process_slice_rejects_interleaved_processes(monkeypatch):
+    monkeypatch.setattr(jax, "process_index", lambda: 0)
+    with pytest.raises(DeviceError, match="not contiguous"):
+        process_slice(64, _fake_mesh([0, 1, 0, 1, 0, 1, 0, 1]))
+
+
+def _check_batch_shards(arr, host, batch_axis):
+    assert arr.shape == host.shape and arr.dtype == host.dtype
+    assert arr.sharding.spec == P(*([None] * batch_axis), DATA_AXIS)
+    shards = arr.addressable_shards
+    assert len(shards) == 8 and {s.device for s in shards} == set(jax.devices())
+    per = host.shape[batch_axis] // 8
+    for shard in shards:
+        i = jax.devices().index(shard.device)  # device i of the mesh holds block i of the batch
+        expect = np.take(host, np.arange(i * per, (i + 1) * per), axis=batch_axis)
+        np.testing.assert_array_equal(np.asarray(shard.data), expect)
+        assert shard.index[batch_axis] == slice(i * per, (i + 1) * per)
+    np.testing.assert_array_equal(np.asarray(arr), host)
+
+
+def test_shard_batch_splits_axis_0_over_the_8_devices(mesh):
+    x = np.arange(64 * 3, dtype=np.float32).reshape(64, 3)
+    y = np.arange(64, dtype=np.int32)
+    out = shard_batch({"x": x, "y": y}, mesh, 64)
+    assert set(out) == {"x", "y"}
+    _check_batch_shards(out["x"], x, 0)
+    _check_batch_shards(out["y"], y, 0)
+
+
+def test_shard_batch_splits_axis_1_of_a_chunk(mesh):
+    """A training chunk [K, B, ...]: the batch axis is 1, the K steps stay whole on each device."""
+    x = np.arange(4 * 16 * 2, dtype=np.float32).reshape(4, 16, 2)
+    y = np.arange(4 * 16, dtype=np.int32).reshape(4, 16)
+    out = shard_batch({"x": x, "y": y}, mesh, 16, batch_axis=1)
+    _check_batch_shards(out["x"], x, 1)
+    assert out["x"].addressable_shards[0].data.shape == (4, 2, 2)
+    _check_batch_shards(out["y"], y, 1)
+
+
+def test_put_replicated_places_a_full_copy_on_every_device(mesh):
+    tree = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "step": np.int32(7)}
+    out = put_replicated(tree, mesh)
+    for key, leaf in out.items():
+        assert leaf.sharding.is_fully_replicated and leaf.sharding.spec == P()
+        assert len(leaf.addressable_shards) == 8
+        assert {s.device for s in leaf.addressable_shards} == set(jax.devices())
+        for shard in leaf.addressable_shards:
+            np.testing.assert_array_equal(np.asarray(shard.data), tree[key])
+    host = gather_to_host(out)
+    assert isinstance(host["w"], np.ndarray)
+    np.testing.assert_array_equal(host["w"], tree["w"])
+
+
+@pytest.fixture
+def distributed_calls(monkeypatch):
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+    for var in ("SLURM_NTASKS", "JAX_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES"):
+        monkeypatch.delenv(var, raising=False)
+    return calls
+
+
+def test_initialize_distributed_only_when_asked_or_in_a_cluster(monkeypatch, distributed_calls):
+    mesh_lib.initialize_distributed()
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "only-one-host")
+    mesh_lib.initialize_distributed()
+    assert distributed_calls == []  # a laptop, a one-task SLURM job, a single TPU VM
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    mesh_lib.initialize_distributed()
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "h0,h1")
+    mesh_lib.initialize_distributed()
+    monkeypatch.delenv("TPU_WORKER_HOSTNAMES")
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "h0:1234")
+    mesh_lib.initialize_distributed()
+    assert distributed_calls == [((), {})] * 3  # auto-detection by JAX itself
+
+
+def test_initialize_distributed_passes_explicit_arguments(distributed_calls):
+    before = jax.config.jax_cpu_collectives_implementation
+    try:
+        mesh_lib.initialize_distributed("localhost:1234", 2, 1)
+        assert jax.config.jax_cpu_collectives_implementation == "gloo"
+    finally:
+        jax.config.update("jax_cpu_collectives_implementation", before)
+    assert distributed_calls == [(("localhost:1234",), {"num_processes": 2, "process_id": 1})]
