@@ -119,7 +119,10 @@ def test_trigger_primitives_are_consistent():
     assert np.all(tot >= 1) and np.all((peak_t >= start) & (peak_t < start + tot))
     assert np.all(tps["adc_peak"] >= np.asarray(config.threshold)[tps["plane"]])
     assert np.all(tps["adc_integral"] >= tps["adc_peak"])
-    assert set(np.unique(tps["plane"])) == {0, 1, 2} and np.all(tps["primary_fraction"] > 0.99)
+    assert set(np.unique(tps["plane"])) == {0, 1, 2}
+    # Without 40K* photons, only bremsstrahlung photons make non-primary charge.
+    frac = tps["primary_fraction"]
+    assert np.all((frac >= 0) & (frac <= 1)) and np.mean(frac > 0.99) > 0.6  # ~0.7 at <T> = 16 MeV
 
 
 def test_event_images_and_labels(es, cc):
