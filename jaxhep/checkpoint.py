@@ -22,9 +22,11 @@ STATE, LOOP, DATA = "state", "loop", "data"
 class Checkpoints:
     """`latest/` (newest `keep`) and `best/` (one) checkpoint managers of one training."""
 
-    def __init__(self, directory: str | Path, keep: int = 3):
+    def __init__(self, directory: str | Path, keep: int = 3, asynchronous: bool = True):
         self.directory = Path(directory).absolute()
-        opts = dict(create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True)
+        # Asynchronous saves write in a background thread while training goes on; orbax
+        # still commits each checkpoint by an atomic rename once it is complete.
+        opts = dict(create=True, enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)
         self.latest = ocp.CheckpointManager(self.directory / "latest",
                                             options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts))
         self.best = ocp.CheckpointManager(self.directory / "best",
@@ -41,6 +43,9 @@ class Checkpoints:
         self.latest.save(step, args=self._args(state, loop, data), force=True)
         if is_best:
             self.best.save(step, args=self._args(state, loop, data), force=True)
+
+    def wait(self) -> None:
+        """Block until every save in flight is committed."""
         self.latest.wait_until_finished()
         self.best.wait_until_finished()
 
@@ -53,6 +58,7 @@ class Checkpoints:
         `abstract_state` is a pytree of jax.ShapeDtypeStruct (with shardings) saying how
         to lay the arrays out, e.g. `abstract_like(current_state)`.
         """
+        self.wait()
         manager = self.latest if which == "latest" else self.best
         step = manager.latest_step() if step is None else step
         if step is None:
@@ -65,6 +71,7 @@ class Checkpoints:
         return restored[STATE], restored[LOOP], restored[DATA]
 
     def close(self) -> None:
+        self.wait()
         self.latest.close()
         self.best.close()
 

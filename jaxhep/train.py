@@ -263,6 +263,7 @@ def fit(
             if run is not None:
                 run.log(record)
             if kill_after is not None and int(kill_after) == epoch + 1:
+                ckpts.wait()
                 os.kill(os.getpid(), signal.SIGKILL)
         if ckpts.best.latest_step() is not None:
             trainer.state, _, _ = ckpts.restore(abstract_like(trainer.state), "best")
@@ -290,6 +291,7 @@ def _train_epoch(trainer: Trainer, prefetch: Prefetcher, plan: EpochPlan, loop: 
         host = jax.tree.map(np.asarray, metrics)
         if not host["finite"].all():
             bad = first_step + int(np.argmin(host["finite"]))
+            ckpts.wait()
             last = ckpts.latest_step()
             where = f"{ckpts.directory / 'latest'} (step {last})" if last is not None else "none yet"
             raise NonFiniteLossError(

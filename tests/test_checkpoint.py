@@ -98,6 +98,7 @@ def test_latest_keeps_n_and_best_keeps_the_best_one(tmp_path, trainer):
         ckpts.save(
             step, _shifted(trainer.state, step), {"epoch": step}, {"i": step}, is_best=step in best_steps
         )
+    ckpts.wait()  # saves are asynchronous: the last one may still be in flight
     assert ckpts.latest.all_steps() == [4, 5]
     on_disk = sorted(p.name for p in (tmp_path / "ckpt" / "latest").iterdir())
     assert on_disk == ["4", "5"]

@@ -94,9 +94,9 @@ def sample_spots(
     Each group draws a depth from its shower's Gamma profile; its `per_depth` spots draw
     independent radii from f(r) at that depth and azimuths evenly spaced around one random
     angle. Sharing the depth makes the costly part (Gamma sampling, profile parameters) that
-    many times cheaper; measured on the crystals around a shower, 4000 spots in groups of 8
-    fluctuate like 4000 independent spots (the depth varies f(r) slowly, and the even azimuths
-    only remove azimuthal noise).
+    many times cheaper; measured on the crystals around a shower, 2000-4000 spots in groups of
+    4-8 fluctuate like as many independent spots (f(r) varies slowly with depth, and the even
+    azimuths only remove azimuthal noise).
 
     Args:
         alpha, beta, t_max, energy_gev: [m] the shower parameters of each group.
@@ -110,13 +110,11 @@ def sample_spots(
     m, k = alpha.shape[0], per_depth
     depth = rng.standard_gamma(alpha) / beta
     r_core, r_tail, p_core = (v.astype(np.float32)[:, None] for v in radial_params(depth / t_max, energy_gev))
-    u = rng.random((m, k), dtype=np.float32)
-    core = u < p_core
-    radius = np.minimum(np.where(core, r_core, r_tail), 100.0)
-    # Mixture by splitting u at p (core below, tail above); then invert the CDF of
-    # f(r) = 2 r R^2 / (r^2 + R^2)^2, F(r) = r^2 / (r^2 + R^2), truncated at max_radius.
-    u = np.where(core, u / np.maximum(p_core, 1e-6), (u - p_core) / np.maximum(1.0 - p_core, 1e-6))
-    u = np.minimum(u, 1.0) * (max_radius**2 / (max_radius**2 + radius**2))
+    # Core or tail by p(depth), then invert the CDF of f(r) = 2 r R^2 / (r^2 + R^2)^2,
+    # F(r) = r^2 / (r^2 + R^2), truncated at max_radius (the far tail is outside any crop).
+    core = rng.random((m, k), dtype=np.float32) < p_core
+    radius = np.minimum(np.where(core, r_core, r_tail), max_radius)
+    u = rng.random((m, k), dtype=np.float32) * (max_radius**2 / (max_radius**2 + radius**2))
     r = radius * np.sqrt(u / (1.0 - u))
     start = rng.uniform(0.0, 2.0 * np.pi, (m, 1))
     turns = 2.0 * np.pi * np.arange(k) / k

@@ -66,12 +66,15 @@ def _check_and_label(path: Path, f: h5py.File) -> np.ndarray:
     n = X.shape[0]
     if n == 0:
         raise InputError(path, "'X' holds no rows")
-    try:
-        first = X[: min(n, X.chunks[0] if X.chunks else 64)]
-    except OSError as err:
-        raise InputError(path, f"cannot read 'X', corrupt file? ({err})") from None
-    if not np.isfinite(first).all():
-        raise InputError(path, "'X' holds NaN or infinite values (found in its first rows)")
+    step = X.chunks[0] if X.chunks else 64
+    for lo in sorted({0, (n // 2) // step * step}):  # the first chunk and one in the middle
+        hi = min(n, lo + step)
+        try:
+            sample = X[lo:hi]
+        except OSError as err:
+            raise InputError(path, f"cannot read 'X', corrupt file? ({err})") from None
+        if not np.isfinite(sample).all():
+            raise InputError(path, f"'X' holds NaN or infinite values (in rows {lo}-{hi - 1})")
 
     from_name = label_from_name(path)
     if "y" not in f:
@@ -182,6 +185,24 @@ class EcalImageSource:
             i += len(self)
         batch = self.read_rows(np.array([i]))
         return {"image": batch["image"][0], "label": int(batch["label"][0])}
+
+
+class SplitReader:
+    """`read_rows` of one split: positions [0, len(rows)) of the split -> rows of the source.
+
+    What `jaxhep.pipeline.training_batches` / `eval_batches` index (they count 0..n_rows-1);
+    picklable, so it can run in grain's worker processes. Wrap it in
+    `augment.AugmentedReader` for augmentation and normalisation.
+    """
+
+    def __init__(self, source: EcalImageSource, rows: np.ndarray):
+        self.source, self.rows = source, np.asarray(rows, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __call__(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        return self.source.read_rows(self.rows[np.asarray(positions, np.int64)])
 
 
 def split_indices(

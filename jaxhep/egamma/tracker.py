@@ -1,13 +1,13 @@
 """From the vertex to the ECAL front: bending, bremsstrahlung and photon conversions.
 
-The CMS tracker is modelled as `n_layers` equal slabs of material at radii evenly spread over
-0.05–1.10 m, in a uniform B = 3.8 T field along z; the ECAL barrel front is at R = 1.29 m
-(DATA.md §3). A particle of transverse momentum pT curls with radius Rc = pT / (0.3 B), so
-an unradiating 50 GeV electron reaches the ECAL ΔΦ = R / (2 Rc) = 0.0147 rad (0.85 crystal)
-from where a photon of the same direction lands.
+The CMS tracker is modelled as thin slabs of material at the radii of its barrel layers
+(3 pixel, 4 TIB, 6 TOB) and of its outer support, in a uniform B = 3.8 T field along z; the
+ECAL barrel front is at R = 1.29 m (DATA.md §3). A particle of transverse momentum pT curls
+with radius Rc = pT / (0.3 B), so an unradiating 50 GeV electron reaches the ECAL
+ΔΦ = R / (2 Rc) = 0.0147 rad (0.85 crystal) from where a photon of the same direction lands.
 
 Each event carries two tracks (an electron, or the e+e− pair of a converted photon, or one
-unconverted photon and an empty slot). On each slab a charged track keeps the fraction
+unconverted photon and an empty slot). In each slab a charged track keeps the fraction
 f = e^(−g), g ~ Gamma(x/ln 2) of its energy (Bethe–Heitler; ⟨f⟩ = e^(−x) for x in X0) and the
 radiated energy travels on as a photon along the track's direction at that point, so it lands
 between the undeflected and the fully bent position; the electron, lighter now, bends more.
@@ -30,7 +30,15 @@ import numpy as np
 B_TESLA = 3.8  # CMS solenoid (DATA.md)
 R_ECAL_M = 1.29  # ECAL barrel front face (DATA.md)
 CONVERSION_PER_X0 = 7.0 / 9.0  # pair-production mean free path 9/7 X0 (PDG, "Passage of particles")
-LAYER_RADII_M = (0.05, 1.10)  # first and last tracker slab; CMS pixel r = 4.4 cm ... TOB r = 1.08 m
+# Barrel layer radii (m) of the CMS tracker (JINST 3 S08004, Run 1): pixel 4.4 / 7.3 / 10.2 cm,
+# TIB 25.5 / 33.9 / 41.8 / 49.8 cm, TOB 60.8 ... 108 cm, plus one slab at 1.18 m for the outer
+# tracker support, thermal screen and services between the TOB and the ECAL. The share of the
+# material per slab is our rough reading of the material-budget plots (pixel + beam pipe 15 %,
+# TIB 30 %, TOB 40 %, outside the TOB 15 %); the material added at higher |eta| (cables, cooling)
+# is spread alike. Material far out matters: brem and conversions there barely spread in phi.
+LAYER_RADII_M = (0.044, 0.073, 0.102, 0.255, 0.339, 0.418, 0.498, 0.608, 0.692, 0.780, 0.868, 0.965, 1.080,
+                 1.180)
+LAYER_SHARE = (0.05,) * 3 + (0.075,) * 4 + (0.40 / 6,) * 6 + (0.15,)
 
 # Tracker material in X0 in front of the ECAL barrel versus |eta| (CMS tracker TDR / JINST 3
 # S08004 Fig. 3.7 read roughly: ~0.4 X0 at eta = 0 rising to ~1.8 X0 at the barrel edge), as
@@ -64,6 +72,10 @@ def pair_energy_share(n: int, rng: np.random.Generator) -> np.ndarray:
 class Deposits:
     """Where the energy of each event reaches the ECAL, as S = 2 (n_layers + 1) sub-showers.
 
+    Columns: layer 0 (track 0, track 1), layer 1 (...), ..., the ECAL front (track 0, track 1):
+    a layer's columns hold the brem photon radiated there, the last two what is left of the
+    tracks themselves.
+
     fraction: [n, S] share of the event's energy (rows sum to 1).
     phi: [n, S] impact position in φ, radians, relative to an undeflected straight line.
     slant: [n, S] angle between the sub-shower's direction and the radial direction at its
@@ -85,7 +97,6 @@ def propagate(
     charge: np.ndarray,
     pt_gev: float,
     rng: np.random.Generator,
-    n_layers: int = 10,
     material_scale: float = 1.0,
     b_tesla: float = B_TESLA,
 ) -> Deposits:
@@ -96,24 +107,29 @@ def propagate(
         abs_eta: [n] |eta| (sets the material).
         charge: [n] ±1, the electron's charge (ignored for photons).
         pt_gev: transverse momentum of the primary.
+        material_scale: multiplies the material of every layer.
     """
     n = is_electron.shape[0]
-    radii = np.linspace(*LAYER_RADII_M, n_layers)
-    slab_x0 = tracker_material_x0(abs_eta, material_scale) / n_layers  # [n]
+    radii = np.asarray(LAYER_RADII_M)
+    n_layers = len(radii)
+    share = np.asarray(LAYER_SHARE) / np.sum(LAYER_SHARE)
+    material = tracker_material_x0(abs_eta, material_scale)  # [n]
     rc0 = curvature_radius_m(pt_gev, b_tesla)
 
-    # Photon conversion slab: geometric with per-slab probability p (n_layers = never).
-    p_slab = 1.0 - np.exp(-CONVERSION_PER_X0 * slab_x0)
-    with np.errstate(divide="ignore"):
-        k_slab = np.floor(np.log(1.0 - rng.random(n)) / np.log1p(-p_slab))
-    k_conv = np.where(p_slab > 0, np.minimum(k_slab, n_layers), n_layers).astype(np.int64)
+    # Photon conversion: the material depth t at which it converts is exponential with mean
+    # 9/7 X0; it happens in the layer where the cumulative material first reaches t.
+    t_conv = rng.exponential(1.0 / CONVERSION_PER_X0, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth_frac = np.where(material > 0, t_conv / material, np.inf)
+    k_conv = np.searchsorted(np.cumsum(share)[:-1], depth_frac, side="left")
+    k_conv = np.where(depth_frac <= 1.0, k_conv, n_layers)
     converted = ~is_electron & (k_conv < n_layers)
-    share = pair_energy_share(n, rng)
+    pair = pair_energy_share(n, rng)
 
     # Two track slots per event. Electron: (e, empty). Converted: (e-, e+). Unconverted: (gamma, empty).
     frac = np.zeros((n, 2))
-    frac[:, 0] = np.where(converted, share, 1.0)
-    frac[:, 1] = np.where(converted, 1.0 - share, 0.0)
+    frac[:, 0] = np.where(converted, pair, 1.0)
+    frac[:, 1] = np.where(converted, 1.0 - pair, 0.0)
     q = np.zeros((n, 2))
     q[:, 0] = np.where(is_electron, charge, np.where(converted, -1.0, 0.0))
     q[:, 1] = np.where(converted, 1.0, 0.0)
@@ -137,6 +153,7 @@ def propagate(
             sub_photon.append(np.broadcast_to((q == 0)[...], (n, 2)))
             break
         radiates = (q != 0) & (k > start_k)
+        slab_x0 = material * share[k]
         kept = np.exp(-rng.gamma(np.broadcast_to(slab_x0[:, None] / np.log(2.0), (n, 2))))
         new_frac = np.where(radiates, frac * kept, frac)
         y_gamma = y + psi * (R_ECAL_M - r)  # the brem photon flies straight on

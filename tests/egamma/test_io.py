@@ -3,13 +3,15 @@
 import pickle
 import shutil
 
+import grain
 import h5py
 import numpy as np
 import pytest
 
-from jaxhep.egamma.io import EcalImageSource, fit_normalisation, label_from_name, split_indices
+from jaxhep.egamma.io import EcalImageSource, SplitReader, fit_normalisation, label_from_name, split_indices
 from jaxhep.egamma.simulate import write_hdf5
 from jaxhep.errors import InputError
+from jaxhep.pipeline import EpochPlan, training_batches
 
 
 def _images(n, start=0):
@@ -53,7 +55,7 @@ def test_pickles_without_handles(two_files):
 def test_reads_lazily(tmp_path, monkeypatch):
     # 8192 rows = 64 MiB as float32; reading 10 rows may touch at most 10 chunks of 16 rows.
     n = 8192
-    path = write_hdf5(tmp_path / "SingleElectronPt50_big.hdf5", _images(n), np.ones(n))
+    path = write_hdf5(tmp_path / "SingleElectronPt50_big.hdf5", _images(n), np.ones(n), chunk_rows=16)
     read = []
     original = h5py.Dataset.__getitem__
 
@@ -66,13 +68,13 @@ def test_reads_lazily(tmp_path, monkeypatch):
     monkeypatch.setattr(h5py.Dataset, "__getitem__", counting)
     source = EcalImageSource([path])
     opened = sum(read)
-    assert opened <= 16 * 32 * 32 * 2 * 4  # the NaN check reads the first chunk, no more
+    assert opened <= 2 * 16 * 32 * 32 * 2 * 4  # the NaN check reads two chunks, no more
     rows = np.random.default_rng(0).choice(n, 10, replace=False)
     batch = source.read_rows(rows)
     np.testing.assert_array_equal(batch["image"][:, 0, 0, 0], rows)
     file_bytes = n * 32 * 32 * 2 * 4
     assert sum(read) - opened <= 10 * 16 * 32 * 32 * 2 * 4 < file_bytes / 50
-    assert len(read) - 1 <= 10  # one slice per touched chunk
+    assert len(read) - 2 <= 10  # one slice per touched chunk
 
 
 def test_labels(tmp_path):
@@ -138,9 +140,9 @@ def test_bad_inputs_name_the_file(tmp_path, two_files):
 def test_nan_beyond_the_first_chunk_fails_on_reading(tmp_path):
     X = _images(64)
     X[50, 0, 0, 1] = np.inf
-    path = write_hdf5(tmp_path / "SingleElectron_late_nan.hdf5", X, np.ones(64))
-    source = EcalImageSource(path)
-    source.read_rows(np.arange(40))
+    path = write_hdf5(tmp_path / "SingleElectron_late_nan.hdf5", X, np.ones(64), chunk_rows=16)
+    source = EcalImageSource(path)  # the checks at opening read rows 0-15 and 32-47 only
+    source.read_rows(np.arange(48))
     with pytest.raises(InputError, match="late_nan.*NaN or infinite"):
         source.read_rows(np.array([50]))
 
@@ -186,3 +188,32 @@ def test_corrupt_chunk_fails_on_reading(tmp_path):
     source = EcalImageSource(bad)
     with pytest.raises(InputError, match="SingleElectron_bad.*corrupt"):
         source.read_rows(np.arange(64))
+
+
+def test_contiguous_file_and_grain_pipeline(tmp_path, two_files):
+    contiguous = _write(tmp_path / "SingleElectron_contiguous.hdf5", X=_images(20, 500), y=np.ones(20))
+    source = EcalImageSource([*two_files, contiguous])
+    idx = np.array([85, 81, 82, 99, 80, 5])
+    np.testing.assert_array_equal(source.read_rows(idx)["image"][:, 0, 0, 0], [505, 501, 502, 519, 500, 5])
+
+    assert grain.MapDataset.source(source)[81]["image"][0, 0, 0] == 501
+    plan = EpochPlan(n_rows=len(source), batch_size=8, steps_per_call=2)
+    chunk = next(iter(training_batches(source.read_rows, plan, seed=0, max_epochs=1)))
+    assert chunk["image"].shape == (2, 8, 32, 32, 2) and chunk["label"].shape == (2, 8)
+    np.testing.assert_array_equal(chunk["label"], source.labels[_rows_of(chunk["image"])])
+
+
+def _rows_of(images):
+    """Source row of each image of the three files above (values 0-29, 1000-1049, 500-519)."""
+    v = images[..., 0, 0, 0].astype(np.int64)
+    return np.where(v >= 1000, v - 1000 + 30, np.where(v >= 500, v - 500 + 80, v))
+
+
+def test_split_reader(two_files):
+    source = EcalImageSource(two_files)
+    train, val, _ = split_indices(source.labels, seed=0)
+    reader = pickle.loads(pickle.dumps(SplitReader(source, val)))
+    assert len(reader) == len(val) == 12
+    batch = reader(np.array([3, 0, 11]))
+    np.testing.assert_array_equal(batch["label"], source.labels[val[[3, 0, 11]]])
+    np.testing.assert_array_equal(batch["image"], source.read_rows(val[[3, 0, 11]])["image"])

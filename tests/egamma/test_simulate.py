@@ -61,6 +61,7 @@ def test_deterministic_for_a_seed():
     c = simulate_showers(50, "electron", 8)
     np.testing.assert_array_equal(a[0], b[0])
     assert not np.array_equal(a[0], c[0])
+    assert simulate_showers(0, "photon", 1)[0].shape == (0, 32, 32, 2)
     with pytest.raises(ValueError):
         simulate_showers(5, "muon", 1)
 
@@ -140,7 +141,7 @@ def test_write_and_default_files(tmp_path):
     X, y = simulate_showers(40, "photon", 1)
     path = write_hdf5(tmp_path / "a.hdf5", X, y)
     with h5py.File(path) as f:
-        assert f["X"].chunks == (16, 32, 32, 2) and f["X"].compression == "gzip"
+        assert f["X"].chunks == (1, 32, 32, 2) and f["X"].compression == "gzip"
         np.testing.assert_array_equal(f["X"][()], X)
         np.testing.assert_array_equal(f["y"][()], y)
     assert [p.name for p in tmp_path.iterdir()] == ["a.hdf5"]  # no temporary left behind
