@@ -34,9 +34,14 @@ def peak_memory() -> dict:
 
 def environment() -> dict:
     device = jax.devices()[0]
-    return {"device": getattr(device, "device_kind", device.platform), "platform": device.platform,
-            "n_devices": len(jax.devices()), "jax": jax.__version__, "python": sys.version.split()[0],
-            "host": platform.processor() or platform.machine()}
+    return {
+        "device": getattr(device, "device_kind", device.platform),
+        "platform": device.platform,
+        "n_devices": len(jax.devices()),
+        "jax": jax.__version__,
+        "python": sys.version.split()[0],
+        "host": platform.processor() or platform.machine(),
+    }
 
 
 def emit(record: dict) -> None:

@@ -1,10 +1,10 @@
 """ALICE Run 3 particle identification: SimpleNN, DNN and FSE+Attention vs Bayesian PID.
 
-    python -m experiments.pid                        # simulated 1 M-track Pb-Pb sample, 3 models x 3 ranges
-    python -m experiments.pid --quick                # one-minute smoke run
-    python -m experiments.pid --data tracks.parquet --model fse --range 0.7-1.5
-    python -m experiments.pid --resume runs/pid/<run-id>
-    python -m experiments.pid --tpu                  # same on a TPU (clear error if there is none)
+python -m experiments.pid                        # simulated 1 M-track Pb-Pb sample, 3 models x 3 ranges
+python -m experiments.pid --quick                # one-minute smoke run
+python -m experiments.pid --data tracks.parquet --model fse --range 0.7-1.5
+python -m experiments.pid --resume runs/pid/<run-id>
+python -m experiments.pid --tpu                  # same on a TPU (clear error if there is none)
 """
 
 from __future__ import annotations
@@ -32,8 +32,16 @@ def default_config() -> PIDConfig:
     return PIDConfig(
         data=DataConfig(n_tracks=1_000_000),
         model=ModelConfig(),
-        train=TrainConfig(epochs=150, batch_size=1024, learning_rate=1e-3, patience=15, steps_per_call=16,
-                          grad_clip_norm=None, monitor="val_accuracy", eval_batch_size=65536),
+        train=TrainConfig(
+            epochs=150,
+            batch_size=1024,
+            learning_rate=1e-3,
+            patience=15,
+            steps_per_call=16,
+            grad_clip_norm=None,
+            monitor="val_accuracy",
+            eval_batch_size=65536,
+        ),
     )
 
 
@@ -42,9 +50,9 @@ def quick_config() -> PIDConfig:
     cfg = default_config()
     return dataclasses.replace(
         cfg,
-        data=dataclasses.replace(cfg.data, n_tracks=60_000),
+        data=dataclasses.replace(cfg.data, n_tracks=40_000),
         model=dataclasses.replace(cfg.model, embed_dim=32, head_hidden=(64, 32)),
-        train=dataclasses.replace(cfg.train, epochs=3, batch_size=512, steps_per_call=8, patience=3),
+        train=dataclasses.replace(cfg.train, epochs=2, batch_size=512, steps_per_call=8, patience=2),
         eval=EvalConfig(importance_rows=2_000),
     )
 
@@ -52,10 +60,19 @@ def quick_config() -> PIDConfig:
 def parse_args(argv):
     p = cli.base_parser("python -m experiments.pid", __doc__.split("\n")[0])
     p.add_argument("--data", help="CSV or Parquet table with the 21 feature columns and mc_pdg")
-    p.add_argument("--model", action="append", choices=["simple", "dnn", "fse"],
-                   help="train only this network (repeatable; default: all three)")
-    p.add_argument("--range", dest="ranges", action="append", metavar="LO-HI",
-                   help="pT range in GeV/c, e.g. 0.7-1.5, or 'full' (repeatable; default: full, 0.7-1.5, 1-3)")
+    p.add_argument(
+        "--model",
+        action="append",
+        choices=["simple", "dnn", "fse"],
+        help="train only this network (repeatable; default: all three)",
+    )
+    p.add_argument(
+        "--range",
+        dest="ranges",
+        action="append",
+        metavar="LO-HI",
+        help="pT range in GeV/c, e.g. 0.7-1.5, or 'full' (repeatable; default: full, 0.7-1.5, 1-3)",
+    )
     p.add_argument("--force-train", action="store_true", help="train even if an identical model exists")
     return p.parse_args(argv)
 
@@ -91,7 +108,9 @@ def main(argv=None) -> Run:
     t0 = time.time()
     table = load_table(cfg.data, args.data_dir)
     if run is None:
-        run = Run.create(args.workdir, "pid", {"pid": to_dict(cfg), "argv": argv}, name="quick" if args.quick else None)
+        run = Run.create(
+            args.workdir, "pid", {"pid": to_dict(cfg), "argv": argv}, name="quick" if args.quick else None
+        )
     print(f"[pid] run {run.path} | {len(table)} tracks from {table.path} | {runtime.description}", flush=True)
     results = {}
     try:
@@ -101,35 +120,54 @@ def main(argv=None) -> Run:
             bayes, available = evaluate.bayes_scores(table.columns, data.test.rows)
             per_model = {}
             for name in cfg.models:
-                trained = train_or_reuse(name, data, cfg, runtime.mesh, run, table.fingerprint, args.force_train)
+                trained = train_or_reuse(
+                    name, data, cfg, runtime.mesh, run, table.fingerprint, args.force_train
+                )
                 probs = trained.predict_split(data.test)
                 per_model[name] = _result(labels, probs, bayes, available, trained, data, cfg)
                 m = per_model[name]["metrics"]
-                print(f"[pid] {rng:>8} {name:>6}: accuracy {m['accuracy']:.4f}  macro AUC {m['macro_auc']:.4f}"
-                      f"{'  (reused)' if trained.reused_from else ''}", flush=True)
-            per_model["bayes"] = {"metrics": evaluate.classifier_metrics(labels, bayes),
-                                  "roc": roc_points(labels, bayes)}
+                print(
+                    f"[pid] {rng:>8} {name:>6}: accuracy {m['accuracy']:.4f}  macro AUC {m['macro_auc']:.4f}"
+                    f"{'  (reused)' if trained.reused_from else ''}",
+                    flush=True,
+                )
+            per_model["bayes"] = {
+                "metrics": evaluate.classifier_metrics(labels, bayes),
+                "roc": roc_points(labels, bayes),
+            }
             mb = per_model["bayes"]["metrics"]
-            print(f"[pid] {rng:>8}  bayes: accuracy {mb['accuracy']:.4f}  macro AUC {mb['macro_auc']:.4f}", flush=True)
+            print(
+                f"[pid] {rng:>8}  bayes: accuracy {mb['accuracy']:.4f}  macro AUC {mb['macro_auc']:.4f}",
+                flush=True,
+            )
             results[rng] = per_model
-        header = {"data": f"{table.path} ({len(table)} tracks; train/val/test {len(table.train)}/"
-                          f"{len(table.val)}/{len(table.test)})",
-                  "devices": runtime.description, "wall time": f"{time.time() - t0:.0f} s",
-                  "config": f"`{run.path / 'config.json'}`"}
+        header = {
+            "data": f"{table.path} ({len(table)} tracks; train/val/test {len(table.train)}/"
+            f"{len(table.val)}/{len(table.test)})",
+            "devices": runtime.description,
+            "wall time": f"{time.time() - t0:.0f} s",
+            "config": f"`{run.path / 'config.json'}`",
+        }
         write_report(run, results, header)
     except BaseException as err:
         run.set_status("failed", error=str(err)[:500])
         raise
-    summary = {f"{r}/{m}": round(v["metrics"]["accuracy"], 4) for r, pm in results.items() for m, v in pm.items()}
+    summary = {
+        f"{r}/{m}": round(v["metrics"]["accuracy"], 4) for r, pm in results.items() for m, v in pm.items()
+    }
     run.set_status("done", summary=summary)
     print(f"[pid] report: {run.path / 'report.md'}", flush=True)
     return run
 
 
 def _result(labels, probs, bayes, available, trained, data, cfg: PIDConfig) -> dict:
-    out = {"metrics": evaluate.classifier_metrics(labels, probs), "roc": roc_points(labels, probs),
-           "bayes_comparison": evaluate.compare_with_bayes(labels, probs, bayes, available),
-           "history": trained.history, "reused_from": str(trained.reused_from) if trained.reused_from else None}
+    out = {
+        "metrics": evaluate.classifier_metrics(labels, probs),
+        "roc": roc_points(labels, probs),
+        "bayes_comparison": evaluate.compare_with_bayes(labels, probs, bayes, available),
+        "history": trained.history,
+        "reused_from": str(trained.reused_from) if trained.reused_from else None,
+    }
     if trained.history:
         out["epochs_run"] = len(trained.history)
         out["best_epoch"] = int(np.argmax([h["val_accuracy"] for h in trained.history])) + 1
@@ -137,8 +175,12 @@ def _result(labels, probs, bayes, available, trained, data, cfg: PIDConfig) -> d
     if n:
         sub = np.random.default_rng(cfg.eval.importance_seed).choice(len(data.test), n, replace=False)
         out["importance"] = evaluate.permutation_importance(
-            trained.predict_arrays, data.test.x[sub], data.test.group_mask[sub],
-            labels[sub], seed=cfg.eval.importance_seed)
+            trained.predict_arrays,
+            data.test.x[sub],
+            data.test.group_mask[sub],
+            labels[sub],
+            seed=cfg.eval.importance_seed,
+        )
     return out
 
 

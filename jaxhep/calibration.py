@@ -43,13 +43,20 @@ class Calibration:
         return cls(1.0, (0.0,) * n_classes)
 
 
-def fit_calibration(logits: np.ndarray, labels: np.ndarray, init_bias: np.ndarray | None = None,
-                    steps: int = 500, learning_rate: float = 0.05) -> Calibration:
+def fit_calibration(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    init_bias: np.ndarray | None = None,
+    steps: int = 500,
+    learning_rate: float = 0.05,
+) -> Calibration:
     """Temperature and per-class bias minimising the cross-entropy on (logits [N, C], labels [N])."""
     logits = jnp.asarray(logits, jnp.float32)
     labels = jnp.asarray(labels, jnp.int32)
-    start = {"log_t": jnp.zeros(()), "bias": jnp.zeros(logits.shape[1]) if init_bias is None
-             else jnp.asarray(init_bias, jnp.float32)}
+    start = {
+        "log_t": jnp.zeros(()),
+        "bias": jnp.zeros(logits.shape[1]) if init_bias is None else jnp.asarray(init_bias, jnp.float32),
+    }
     fitted, nll_start, nll_end = _fit(logits, labels, start, steps, learning_rate)
     if not nll_end <= nll_start:  # never return something worse than the start
         fitted = start

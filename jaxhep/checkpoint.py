@@ -22,15 +22,21 @@ STATE, LOOP, DATA = "state", "loop", "data"
 class Checkpoints:
     """`latest/` (newest `keep`) and `best/` (one) checkpoint managers of one training."""
 
-    def __init__(self, directory: str | Path, keep: int = 3, asynchronous: bool = True):
+    def __init__(self, directory: str | Path, keep: int = 3, asynchronous: bool | None = None):
         self.directory = Path(directory).absolute()
         # Asynchronous saves write in a background thread while training goes on; orbax
-        # still commits each checkpoint by an atomic rename once it is complete.
+        # still commits each checkpoint by an atomic rename once it is complete. With
+        # several processes the commit needs a cross-process barrier that the background
+        # thread timed out on (tests/test_distributed.py), so multi-host saves are synchronous.
+        if asynchronous is None:
+            asynchronous = jax.process_count() == 1
         opts = dict(create=True, enable_async_checkpointing=asynchronous, cleanup_tmp_directories=True)
-        self.latest = ocp.CheckpointManager(self.directory / "latest",
-                                            options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts))
-        self.best = ocp.CheckpointManager(self.directory / "best",
-                                          options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts))
+        self.latest = ocp.CheckpointManager(
+            self.directory / "latest", options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts)
+        )
+        self.best = ocp.CheckpointManager(
+            self.directory / "best", options=ocp.CheckpointManagerOptions(max_to_keep=1, **opts)
+        )
 
     @staticmethod
     def _args(state, loop: dict, data: dict | None):
@@ -52,7 +58,9 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
 
-    def restore(self, abstract_state, which: str = "latest", step: int | None = None) -> tuple[Any, dict, dict]:
+    def restore(
+        self, abstract_state, which: str = "latest", step: int | None = None
+    ) -> tuple[Any, dict, dict]:
         """Restore (state, loop, data) from `which` ("latest" or "best").
 
         `abstract_state` is a pytree of jax.ShapeDtypeStruct (with shardings) saying how
@@ -63,11 +71,16 @@ class Checkpoints:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no {which} checkpoint in {self.directory}")
-        restored = manager.restore(step, args=ocp.args.Composite(**{
-            STATE: ocp.args.StandardRestore(abstract_state),
-            LOOP: ocp.args.JsonRestore(),
-            DATA: ocp.args.JsonRestore(),
-        }))
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                **{
+                    STATE: ocp.args.StandardRestore(abstract_state),
+                    LOOP: ocp.args.JsonRestore(),
+                    DATA: ocp.args.JsonRestore(),
+                }
+            ),
+        )
         return restored[STATE], restored[LOOP], restored[DATA]
 
     def close(self) -> None:

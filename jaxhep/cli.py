@@ -1,8 +1,8 @@
 """Flags shared by every experiment, and the wrapper that turns user errors into one line.
 
-    python -m experiments.<task> [--cpu | --gpu | --tpu] [--data PATH] [--workdir runs]
-        [--epochs N] [--batch-size B] [--resume RUN_DIR] [--set key.path=value ...] [--quick]
-        [--coordinator host:port --num-processes N --process-id I]
+python -m experiments.<task> [--cpu | --gpu | --tpu] [--data PATH] [--workdir runs]
+    [--epochs N] [--batch-size B] [--resume RUN_DIR] [--set key.path=value ...] [--quick]
+    [--coordinator host:port --num-processes N --process-id I]
 """
 
 from __future__ import annotations
@@ -13,17 +13,19 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jaxhep.errors import JaxhepError
+from jaxhep.errors import DeviceError, JaxhepError
 
 
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """An argparse parser with the flags every experiment shares."""
-    p = argparse.ArgumentParser(prog=prog, description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     dev = p.add_mutually_exclusive_group()
     dev.add_argument("--cpu", dest="platform", action="store_const", const="cpu", help="run on the CPU")
     dev.add_argument("--gpu", dest="platform", action="store_const", const="gpu", help="run on the GPU(s)")
     dev.add_argument("--tpu", dest="platform", action="store_const", const="tpu", help="run on the TPU(s)")
+    p.add_argument("--devices", type=int, metavar="N", help="use only the first N devices (default: all)")
     p.add_argument("--workdir", default="runs", help="where run folders and the registry live")
     p.add_argument("--data-dir", default="data", help="where simulated default data is cached")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its folder")
@@ -31,8 +33,14 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="maximum number of epochs")
     p.add_argument("--batch-size", type=int, help="global batch size (all devices together)")
     p.add_argument("--seed", type=int, help="random seed of the training")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field, e.g. --set train.learning_rate=3e-4 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set train.learning_rate=3e-4 (repeatable)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)")
     multi = p.add_argument_group("multi-host (jax.distributed)")
     multi.add_argument("--coordinator", help="host:port of process 0, e.g. localhost:12345")
@@ -56,6 +64,12 @@ def setup_runtime(args: argparse.Namespace) -> Runtime:
 
     mesh_lib.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     devices = mesh_lib.select_devices(args.platform)
+    if args.devices is not None:
+        if not 1 <= args.devices <= len(devices):
+            raise DeviceError(
+                f"--devices {args.devices}: this machine has {len(devices)} {devices[0].platform} device(s)"
+            )
+        devices = devices[: args.devices]
     mesh = mesh_lib.make_mesh(devices)
     return Runtime(mesh, devices[0].platform, mesh_lib.describe(mesh))
 

@@ -78,8 +78,11 @@ def _set_path(cfg: Any, keys: list[str], value: Any, full: str) -> Any:
     if len(keys) > 1:
         return dataclasses.replace(cfg, **{head: _set_path(getattr(cfg, head), keys[1:], value, full)})
     hint = typing.get_type_hints(type(cfg))[head]
-    text_ok = hint is str or (typing.get_origin(hint) in (typing.Union, types.UnionType)
-                              and str in typing.get_args(hint) and value.lower() not in ("none", "null"))
+    text_ok = hint is str or (
+        typing.get_origin(hint) in (typing.Union, types.UnionType)
+        and str in typing.get_args(hint)
+        and value.lower() not in ("none", "null")
+    )
     # A str field takes the text as typed: json would turn "1e3" into "1000.0", "true" into "True".
     return dataclasses.replace(cfg, **{head: _coerce(hint, value if text_ok else _parse_value(value), full)})
 

@@ -47,7 +47,8 @@ def initialize_distributed(
     cluster = (
         int(os.environ.get("SLURM_NTASKS", "1")) > 1
         or "JAX_COORDINATOR_ADDRESS" in os.environ
-        or "TPU_WORKER_HOSTNAMES" in os.environ and "," in os.environ["TPU_WORKER_HOSTNAMES"]
+        or "TPU_WORKER_HOSTNAMES" in os.environ
+        and "," in os.environ["TPU_WORKER_HOSTNAMES"]
     )
     if cluster:
         jax.distributed.initialize()
@@ -69,8 +70,10 @@ def select_devices(platform: str | None = None) -> list[jax.Device]:
         devices = []
     if not devices:
         have = ", ".join(sorted({f"{d.platform} x{len(jax.devices(d.platform))}" for d in jax.devices()}))
-        raise DeviceError(f"--{platform} was given but JAX finds no {platform.upper()} (available: {have}). "
-                          + _HINTS[platform])
+        raise DeviceError(
+            f"--{platform} was given but JAX finds no {platform.upper()} (available: {have}). "
+            + _HINTS[platform]
+        )
     return devices
 
 
@@ -106,8 +109,10 @@ def process_slice(global_batch: int, mesh: Mesh) -> ProcessSlice:
     """
     n_dev = mesh.devices.size
     if global_batch % n_dev:
-        raise DeviceError(f"batch size {global_batch} is not divisible by the {n_dev} devices of the mesh; "
-                          f"choose a multiple of {n_dev}")
+        raise DeviceError(
+            f"batch size {global_batch} is not divisible by the {n_dev} devices of the mesh; "
+            f"choose a multiple of {n_dev}"
+        )
     per_device = global_batch // n_dev
     mine = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
     start, stop = min(mine) * per_device, (max(mine) + 1) * per_device
@@ -150,5 +155,7 @@ def gather_to_host(tree):
 def describe(mesh: Mesh) -> str:
     """One line for logs: platform, device kind and count, hosts."""
     d = mesh.devices.flat[0]
-    return (f"{mesh.devices.size} x {d.platform} ({getattr(d, 'device_kind', d.platform)}) "
-            f"on {jax.process_count()} process(es)")
+    return (
+        f"{mesh.devices.size} x {d.platform} ({getattr(d, 'device_kind', d.platform)}) "
+        f"on {jax.process_count()} process(es)"
+    )

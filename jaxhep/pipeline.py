@@ -52,8 +52,10 @@ class EpochPlan:
 
     def check(self, what: str = "training set") -> None:
         if self.chunks_per_epoch < 1:
-            raise ConfigError(f"the {what} has {self.n_rows} rows, fewer than one chunk of "
-                              f"{self.steps_per_call} x {self.batch_size}; lower the batch size")
+            raise ConfigError(
+                f"the {what} has {self.n_rows} rows, fewer than one chunk of "
+                f"{self.steps_per_call} x {self.batch_size}; lower the batch size"
+            )
 
 
 class BatchIndexSource:
@@ -63,8 +65,9 @@ class BatchIndexSource:
     (seed, epoch), so the sequence of batches is a pure function of the seed.
     """
 
-    def __init__(self, plan: EpochPlan, seed: int, max_epochs: int, shuffle: bool = True,
-                 local: slice = slice(None)):
+    def __init__(
+        self, plan: EpochPlan, seed: int, max_epochs: int, shuffle: bool = True, local: slice = slice(None)
+    ):
         self.plan, self.seed, self.max_epochs, self.shuffle = plan, seed, max_epochs, shuffle
         self.local = local
         self._cached_epoch, self._cached_perm = -1, None
@@ -85,7 +88,7 @@ class BatchIndexSource:
     def __getitem__(self, step: int) -> np.ndarray:
         epoch, within = divmod(int(step), self.plan.steps_per_epoch)
         b = self.plan.batch_size
-        rows = self.permutation(epoch)[within * b:(within + 1) * b]
+        rows = self.permutation(epoch)[within * b : (within + 1) * b]
         return rows[self.local]
 
 

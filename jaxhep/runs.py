@@ -116,8 +116,15 @@ class Run:
         if not is_primary():
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
-        entry = {"run_id": self.run_id, "task": self.task, "path": str(self.path), "status": status,
-                 "time": _now(), "elapsed_s": round(time.time() - self._t0, 1), **fields}
+        entry = {
+            "run_id": self.run_id,
+            "task": self.task,
+            "path": str(self.path),
+            "status": status,
+            "time": _now(),
+            "elapsed_s": round(time.time() - self._t0, 1),
+            **fields,
+        }
         line = (json.dumps(entry, default=_json_default) + "\n").encode()
         with open(self.workdir / REGISTRY, "ab+") as f:
             # After a crash mid-append the file ends in a cut line: start on a fresh line, or
@@ -157,9 +164,11 @@ def find_artifact(workdir: str | Path, key: str) -> Path | None:
     return found
 
 
-def format_registry(rows: list[dict], columns: tuple[str, ...] = ("task", "run_id", "status", "time",
-                                                                   "elapsed_s", "summary")) -> str:
+def format_registry(
+    rows: list[dict], columns: tuple[str, ...] = ("task", "run_id", "status", "time", "elapsed_s", "summary")
+) -> str:
     """The registry as a markdown table."""
+
     def cell(row, col):
         value = row.get(col, "")
         if isinstance(value, float):

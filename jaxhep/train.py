@@ -49,16 +49,16 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 1024
-    steps_per_call: int = 8           # train steps fused into one compiled call (lax.scan)
-    optimizer: str = "adam"           # adam | adamw | sgd
+    steps_per_call: int = 8  # train steps fused into one compiled call (lax.scan)
+    optimizer: str = "adam"  # adam | adamw | sgd
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
-    schedule: str = "constant"        # constant | cosine | warmup_cosine | onecycle
+    schedule: str = "constant"  # constant | cosine | warmup_cosine | onecycle
     warmup_steps: int = 0
     grad_clip_norm: float | None = 1.0
     grad_accum_steps: int = 1
-    monitor: str = "val_accuracy"     # early stopping / best checkpoint metric
-    monitor_mode: str = "max"         # max | min
+    monitor: str = "val_accuracy"  # early stopping / best checkpoint metric
+    monitor_mode: str = "max"  # max | min
     patience: int = 15
     keep_checkpoints: int = 3
     eval_batch_size: int = 16384
@@ -71,8 +71,14 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
     updates = max(1, total_steps // cfg.grad_accum_steps)
     lr = cfg.learning_rate
     if cfg.schedule == "constant":
-        schedule = optax.constant_schedule(lr) if not cfg.warmup_steps else optax.join_schedules(
-            [optax.linear_schedule(0.0, lr, cfg.warmup_steps), optax.constant_schedule(lr)], [cfg.warmup_steps])
+        schedule = (
+            optax.constant_schedule(lr)
+            if not cfg.warmup_steps
+            else optax.join_schedules(
+                [optax.linear_schedule(0.0, lr, cfg.warmup_steps), optax.constant_schedule(lr)],
+                [cfg.warmup_steps],
+            )
+        )
     elif cfg.schedule == "cosine":
         schedule = optax.cosine_decay_schedule(lr, updates)
     elif cfg.schedule == "warmup_cosine":
@@ -99,8 +105,15 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
 class Trainer:
     """Holds the replicated train state and the compiled train / predict programs."""
 
-    def __init__(self, model: nnx.Module, loss_fn: Callable, predict_fn: Callable, cfg: TrainConfig,
-                 mesh, total_steps: int):
+    def __init__(
+        self,
+        model: nnx.Module,
+        loss_fn: Callable,
+        predict_fn: Callable,
+        cfg: TrainConfig,
+        mesh,
+        total_steps: int,
+    ):
         self.cfg, self.mesh = cfg, mesh
         self.loss_fn, self.predict_fn = loss_fn, predict_fn
         optimizer = nnx.Optimizer(model, make_optimizer(cfg, total_steps), wrt=nnx.Param)
@@ -134,7 +147,8 @@ class Trainer:
             new_leaves = jax.tree.leaves(nnx.state((model, opt)))
             # NaN guard: a non-finite step leaves the state as it was.
             new_state = jax.tree.unflatten(
-                treedef, [jnp.where(finite, n, o) for n, o in zip(new_leaves, old_leaves)])
+                treedef, [jnp.where(finite, n, o) for n, o in zip(new_leaves, old_leaves)]
+            )
             return new_state, {"loss": loss, "grad_norm": grad_norm, "finite": finite, **aux}
 
         return jax.lax.scan(one_step, state, (batches, jnp.arange(k)))
@@ -156,7 +170,9 @@ class Trainer:
         model.eval()
         return model
 
-    def predict_rows(self, read_rows: Callable[[np.ndarray], dict], n_rows: int, batch_size: int | None = None):
+    def predict_rows(
+        self, read_rows: Callable[[np.ndarray], dict], n_rows: int, batch_size: int | None = None
+    ):
         """Predictions for rows [0, n_rows) of a table read by `read_rows(indices)`.
 
         Batches have a fixed size (the last one padded) so the program compiles once; the
@@ -168,7 +184,7 @@ class Trainer:
         local = process_slice(batch_size, self.mesh)
         outputs, pending = [], None
         for idx, n_valid in eval_batches(n_rows, batch_size):
-            batch = shard_batch(read_rows(idx[local.start:local.stop]), self.mesh, batch_size)
+            batch = shard_batch(read_rows(idx[local.start : local.stop]), self.mesh, batch_size)
             out = self._predict(self.state, batch)
             if pending is not None:
                 outputs.append(_trim(gather_to_host(pending[0]), pending[1]))
@@ -232,8 +248,11 @@ def fit(
     if ckpts.latest_step() is not None:
         trainer.state, loop, data_state = ckpts.restore(abstract_like(trainer.state))
     resumed_from = loop["epoch"]
-    stream = iter(training_batches(read_rows, plan, cfg.seed, cfg.epochs,
-                                   local=slice(local.start, local.stop), workers=workers))
+    stream = iter(
+        training_batches(
+            read_rows, plan, cfg.seed, cfg.epochs, local=slice(local.start, local.stop), workers=workers
+        )
+    )
     if data_state:
         stream.set_state(data_state)
     prefetch = Prefetcher(stream, lambda c: shard_batch(c, mesh, cfg.batch_size, batch_axis=1))
@@ -249,9 +268,15 @@ def fit(
             val = validate(trainer)
             if cfg.monitor not in val:
                 raise ConfigError(f"validation returned no {cfg.monitor!r} (got {sorted(val)})")
-            record = {**(log_prefix or {}), "epoch": epoch + 1, "step": loop["step"], **train_metrics,
-                      **val, "epoch_seconds": round(seconds, 3),
-                      "train_samples_per_s": plan.steps_per_epoch * cfg.batch_size / max(seconds, 1e-9)}
+            record = {
+                **(log_prefix or {}),
+                "epoch": epoch + 1,
+                "step": loop["step"],
+                **train_metrics,
+                **val,
+                "epoch_seconds": round(seconds, 3),
+                "train_samples_per_s": plan.steps_per_epoch * cfg.batch_size / max(seconds, 1e-9),
+            }
             improved = _is_better(val[cfg.monitor], loop["best"], cfg.monitor_mode)
             if improved:
                 loop.update(best=float(val[cfg.monitor]), best_epoch=epoch + 1, since_best=0)
@@ -271,17 +296,36 @@ def fit(
         prefetch.close()
         ckpts.close()
     stopped_early = loop["since_best"] >= cfg.patience and loop["epoch"] < cfg.epochs
-    return FitResult(loop["history"], loop["best"], loop["best_epoch"], stopped_early, Path(ckpt_dir),
-                     resumed_from_epoch=resumed_from)
+    return FitResult(
+        loop["history"],
+        loop["best"],
+        loop["best_epoch"],
+        stopped_early,
+        Path(ckpt_dir),
+        resumed_from_epoch=resumed_from,
+    )
 
 
-def _train_epoch(trainer: Trainer, prefetch: Prefetcher, plan: EpochPlan, loop: dict, epoch: int,
-                 desc: str, ckpts: Checkpoints) -> dict[str, Any]:
+def _train_epoch(
+    trainer: Trainer,
+    prefetch: Prefetcher,
+    plan: EpochPlan,
+    loop: dict,
+    epoch: int,
+    desc: str,
+    ckpts: Checkpoints,
+) -> dict[str, Any]:
     """One epoch of chunks; host reads chunk i-1's metrics while chunk i runs."""
     cfg = trainer.cfg
-    bar = tqdm(total=plan.steps_per_epoch * cfg.batch_size, unit="sample", unit_scale=True,
-               desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False,
-               disable=not (cfg.progress and is_primary()), mininterval=0.5)
+    bar = tqdm(
+        total=plan.steps_per_epoch * cfg.batch_size,
+        unit="sample",
+        unit_scale=True,
+        desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
+        leave=False,
+        disable=not (cfg.progress and is_primary()),
+        mininterval=0.5,
+    )
     sums: dict[str, float] = {}
     count = 0
     data_state = None
@@ -296,7 +340,8 @@ def _train_epoch(trainer: Trainer, prefetch: Prefetcher, plan: EpochPlan, loop: 
             where = f"{ckpts.directory / 'latest'} (step {last})" if last is not None else "none yet"
             raise NonFiniteLossError(
                 f"{desc}: the loss became NaN/inf at step {bad} (epoch {epoch + 1}); training stopped. "
-                f"Last good checkpoint: {where}. Lower the learning rate or check the inputs for NaNs.")
+                f"Last good checkpoint: {where}. Lower the learning rate or check the inputs for NaNs."
+            )
         for key, value in host.items():
             if key != "finite":
                 sums[key] = sums.get(key, 0.0) + float(np.sum(value))

@@ -95,6 +95,7 @@ def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_gradient_accumulation_matches_big_batch():
     """Two accumulated half batches = one full batch for a model without batch statistics."""
+
     class Linear(nnx.Module):
         def __init__(self):
             self.w = nnx.Linear(4, 3, rngs=nnx.Rngs(0))
@@ -105,13 +106,27 @@ def test_gradient_accumulation_matches_big_batch():
     x, y = toy_data(128)
     _, loss_fn, predict_fn, _ = toy_fns(x, y)
     mesh = make_mesh(jax.devices()[:1])
-    big = Trainer(Linear(), loss_fn, predict_fn, dataclasses.replace(CFG, batch_size=128, steps_per_call=1,
-                                                                    optimizer="sgd"), mesh, 10)
+    big = Trainer(
+        Linear(),
+        loss_fn,
+        predict_fn,
+        dataclasses.replace(CFG, batch_size=128, steps_per_call=1, optimizer="sgd"),
+        mesh,
+        10,
+    )
     big.train_chunk(shard_batch({"x": x[None], "y": y[None]}, mesh, 128, 1), 0)
-    acc = Trainer(Linear(), loss_fn, predict_fn, dataclasses.replace(CFG, batch_size=64, steps_per_call=2,
-                                                                    optimizer="sgd", grad_accum_steps=2), mesh, 20)
+    acc = Trainer(
+        Linear(),
+        loss_fn,
+        predict_fn,
+        dataclasses.replace(CFG, batch_size=64, steps_per_call=2, optimizer="sgd", grad_accum_steps=2),
+        mesh,
+        20,
+    )
     acc.train_chunk(shard_batch({"x": x.reshape(2, 64, 4), "y": y.reshape(2, 64)}, mesh, 64, 1), 0)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), _params(big), _params(acc))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), _params(big), _params(acc)
+    )
 
 
 def test_batch_not_divisible_by_devices_is_a_clear_error():

@@ -120,8 +120,12 @@ def random_erase(
     top = (rng.random(n) * (h - eh + 1)).astype(np.int64)
     left = (rng.random(n) * (w - ew + 1)).astype(np.int64)
     r, c = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
-    mask = ((r >= top[:, None, None]) & (r < (top + eh)[:, None, None])
-            & (c >= left[:, None, None]) & (c < (left + ew)[:, None, None]))
+    mask = (
+        (r >= top[:, None, None])
+        & (r < (top + eh)[:, None, None])
+        & (c >= left[:, None, None])
+        & (c < (left + ew)[:, None, None])
+    )
     mask &= (rng.random(n) < prob)[:, None, None]
     return np.where(mask[..., None], 0.0, images).astype(images.dtype)
 
@@ -154,8 +158,13 @@ class AugmentedReader:
     interrupted one did. Use `cfg=None` for validation and test (normalisation only).
     """
 
-    def __init__(self, read_rows: Callable[[np.ndarray], dict[str, np.ndarray]],
-                 cfg: AugmentConfig | None, stats: ChannelStats | None, seed: int = 0):
+    def __init__(
+        self,
+        read_rows: Callable[[np.ndarray], dict[str, np.ndarray]],
+        cfg: AugmentConfig | None,
+        stats: ChannelStats | None,
+        seed: int = 0,
+    ):
         self.read_rows, self.cfg, self.stats, self.seed = read_rows, cfg, stats, seed
 
     def __call__(self, indices: np.ndarray) -> dict[str, np.ndarray]:

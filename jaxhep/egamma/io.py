@@ -59,8 +59,9 @@ def _check_and_label(path: Path, f: h5py.File) -> np.ndarray:
         raise InputError(path, f"no dataset 'X' (keys in the file: {keys})")
     X = f["X"]
     if X.ndim != 4 or tuple(X.shape[1:]) != IMAGE_SHAPE:
-        raise InputError(path, f"'X' has shape {X.shape}, expected (N, 32, 32, 2) "
-                               "(channels last: energy, time)")
+        raise InputError(
+            path, f"'X' has shape {X.shape}, expected (N, 32, 32, 2) (channels last: energy, time)"
+        )
     if X.dtype.kind != "f":
         raise InputError(path, f"'X' has dtype {X.dtype}, expected floating point (float32)")
     n = X.shape[0]
@@ -95,8 +96,11 @@ def _check_and_label(path: Path, f: h5py.File) -> np.ndarray:
     if len(values) == 2 or from_name is None:
         return y.astype(np.int64)
     if int(values[0]) != from_name:
-        warnings.warn(f"{path}: 'y' is {int(values[0])} everywhere but the file name says "
-                      f"{'electron' if from_name else 'photon'}; using the file name", stacklevel=3)
+        warnings.warn(
+            f"{path}: 'y' is {int(values[0])} everywhere but the file name says "
+            f"{'electron' if from_name else 'photon'}; using the file name",
+            stacklevel=3,
+        )
     return np.full(n, from_name, np.int64)
 
 
@@ -151,8 +155,9 @@ class EcalImageSource:
         """
         ds, step = self._dataset(k), self.chunk_rows[k]
         blocks = rows // step
-        starts = np.flatnonzero(np.r_[True, blocks[1:] != blocks[:-1]] if step > 1
-                                else np.r_[True, np.diff(rows) != 1])
+        starts = np.flatnonzero(
+            np.r_[True, blocks[1:] != blocks[:-1]] if step > 1 else np.r_[True, np.diff(rows) != 1]
+        )
         ends = np.r_[starts[1:], len(rows)]
         out = np.empty((len(rows), *IMAGE_SHAPE), np.float32)
         try:
@@ -231,8 +236,11 @@ def split_indices(
 
 
 def fit_normalisation(
-    source: EcalImageSource, train_indices: np.ndarray, max_rows: int = 50_000,
-    seed: int = 0, chunk: int = 4096,
+    source: EcalImageSource,
+    train_indices: np.ndarray,
+    max_rows: int = 50_000,
+    seed: int = 0,
+    chunk: int = 4096,
 ) -> ChannelStats:
     """Per-channel mean and standard deviation over all pixels of (up to max_rows) training rows.
 
@@ -248,7 +256,7 @@ def fit_normalisation(
     total_sq = np.zeros(2)
     count = 0
     for start in range(0, len(rows), chunk):
-        images = source.read_rows(rows[start:start + chunk])["image"].astype(np.float64)
+        images = source.read_rows(rows[start : start + chunk])["image"].astype(np.float64)
         total += images.sum(axis=(0, 1, 2))
         total_sq += (images**2).sum(axis=(0, 1, 2))
         count += images.shape[0] * images.shape[1] * images.shape[2]

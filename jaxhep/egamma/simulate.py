@@ -121,8 +121,9 @@ def _spots_to_grid(
     shower_e = np.maximum(sub_energy, 0.2)
     alpha, beta, t_max = np.zeros((3, len(sub_energy)))
     alpha[keep], beta[keep], t_max[keep] = gflash.longitudinal_params(shower_e[keep], rng)
-    depth, dx, dy = gflash.sample_spots(alpha[idx], beta[idx], t_max[idx], shower_e[idx], rng,
-                                        per_depth=_SPOTS_PER_DEPTH)
+    depth, dx, dy = gflash.sample_spots(
+        alpha[idx], beta[idx], t_max[idx], shower_e[idx], rng, per_depth=_SPOTS_PER_DEPTH
+    )
     depth = depth + sub_start_x0[idx]
     depth_mm = depth * gflash.X0_MM
     size = CRYSTAL_MM * (1.0 + depth_mm / (tracker.R_ECAL_M * 1000.0))  # quasi-projective crystals
@@ -143,8 +144,9 @@ def _simulate_chunk(n: int, electron: bool, cfg: ShowerConfig, rng: np.random.Ge
     energy = cfg.pt_gev * np.cosh(eta)
     is_electron = np.full(n, electron)
     charge = np.where(rng.random(n) < cfg.positron_fraction, 1.0, -1.0) if electron else np.zeros(n)
-    dep = tracker.propagate(is_electron, np.abs(eta), charge, cfg.pt_gev, rng,
-                            material_scale=cfg.material_scale)
+    dep = tracker.propagate(
+        is_electron, np.abs(eta), charge, cfg.pt_gev, rng, material_scale=cfg.material_scale
+    )
     n_sub = dep.fraction.shape[1]
 
     # Measured energy: stochastic and constant terms per event (the noise term is per crystal).
@@ -199,8 +201,14 @@ def _simulate_chunk(n: int, electron: bool, cfg: ShowerConfig, rng: np.random.Ge
     merged = {k: np.concatenate([main[k], pu[k]]) for k in main}
     grid = _spots_to_grid(n, rng=rng, **merged)
     X = _readout(grid, cfg, rng)
-    return Showers(X=X, y=np.full(n, float(electron), np.float32), eta=eta, energy_gev=energy,
-                   converted=dep.converted, charge=charge)
+    return Showers(
+        X=X,
+        y=np.full(n, float(electron), np.float32),
+        eta=eta,
+        energy_gev=energy,
+        converted=dep.converted,
+        charge=charge,
+    )
 
 
 def _readout(grid: np.ndarray, cfg: ShowerConfig, rng: np.random.Generator) -> np.ndarray:
@@ -237,12 +245,14 @@ def simulate_events(
     if particle not in ("electron", "photon"):
         raise ValueError(f"particle must be 'electron' or 'photon', not {particle!r}")
     rng = np.random.default_rng([seed, particle == "electron"])
-    parts = [_simulate_chunk(min(_CHUNK, n - i), particle == "electron", config, rng)
-             for i in range(0, n, _CHUNK)]
+    parts = [
+        _simulate_chunk(min(_CHUNK, n - i), particle == "electron", config, rng) for i in range(0, n, _CHUNK)
+    ]
     if not parts:
         parts = [_simulate_chunk(0, particle == "electron", config, rng)]
-    return Showers(*(np.concatenate([getattr(p, f.name) for p in parts])
-                     for f in dataclasses.fields(Showers)))
+    return Showers(
+        *(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Showers))
+    )
 
 
 def simulate_showers(
@@ -269,10 +279,16 @@ def write_hdf5(path: str | os.PathLike, X: np.ndarray, y: np.ndarray, chunk_rows
     try:
         with h5py.File(tmp, "w") as f:
             rows = max(1, min(chunk_rows, len(X)))
-            f.create_dataset("X", data=X, chunks=(rows, *X.shape[1:]), compression="gzip",
-                             compression_opts=4, shuffle=True)
-            f.create_dataset("y", data=np.asarray(y, np.float32), chunks=(max(1, min(4096, len(y))),),
-                             compression="gzip", compression_opts=4)
+            f.create_dataset(
+                "X", data=X, chunks=(rows, *X.shape[1:]), compression="gzip", compression_opts=4, shuffle=True
+            )
+            f.create_dataset(
+                "y",
+                data=np.asarray(y, np.float32),
+                chunks=(max(1, min(4096, len(y))),),
+                compression="gzip",
+                compression_opts=4,
+            )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -283,8 +299,12 @@ def _size_tag(n: int) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 and n >= 1000 else str(n)
 
 
-def default_files(data_dir: str | os.PathLike, n_per_class: int = 100_000, seed: int = 5,
-                  config: ShowerConfig = ShowerConfig()) -> list[Path]:
+def default_files(
+    data_dir: str | os.PathLike,
+    n_per_class: int = 100_000,
+    seed: int = 5,
+    config: ShowerConfig = ShowerConfig(),
+) -> list[Path]:
     """[photon_path, electron_path] of a simulated sample in data_dir/egamma/, made on first use.
 
     Named like the real files (`SinglePhotonPt50_IMGCROPS_n{n}_sim.hdf5`, n as "100k"), in a

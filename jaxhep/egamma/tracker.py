@@ -36,8 +36,22 @@ CONVERSION_PER_X0 = 7.0 / 9.0  # pair-production mean free path 9/7 X0 (PDG, "Pa
 # material per slab is our rough reading of the material-budget plots (pixel + beam pipe 15 %,
 # TIB 30 %, TOB 40 %, outside the TOB 15 %); the material added at higher |eta| (cables, cooling)
 # is spread alike. Material far out matters: brem and conversions there barely spread in phi.
-LAYER_RADII_M = (0.044, 0.073, 0.102, 0.255, 0.339, 0.418, 0.498, 0.608, 0.692, 0.780, 0.868, 0.965, 1.080,
-                 1.180)
+LAYER_RADII_M = (
+    0.044,
+    0.073,
+    0.102,
+    0.255,
+    0.339,
+    0.418,
+    0.498,
+    0.608,
+    0.692,
+    0.780,
+    0.868,
+    0.965,
+    1.080,
+    1.180,
+)
 LAYER_SHARE = (0.05,) * 3 + (0.075,) * 4 + (0.40 / 6,) * 6 + (0.15,)
 
 # Tracker material in X0 in front of the ECAL barrel versus |eta| (CMS tracker TDR / JINST 3

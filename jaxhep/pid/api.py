@@ -47,15 +47,22 @@ class PIDPredictor:
 def available_models(run_dir: str | os.PathLike) -> list[tuple[str, str]]:
     """(model, range) pairs trained in a run."""
     models = Path(run_dir) / "models"
-    return sorted(tuple(json.loads((d / "model.json").read_text())[k] for k in ("name", "range"))
-                  for d in models.glob("*") if (d / "model.json").exists())
+    return sorted(
+        tuple(json.loads((d / "model.json").read_text())[k] for k in ("name", "range"))
+        for d in models.glob("*")
+        if (d / "model.json").exists()
+    )
 
 
-def load_predictor(run_dir: str | os.PathLike, model: str = "fse", momentum_range: str = "full") -> PIDPredictor:
+def load_predictor(
+    run_dir: str | os.PathLike, model: str = "fse", momentum_range: str = "full"
+) -> PIDPredictor:
     """The network `model` of range `momentum_range` trained in run folder `run_dir`."""
     directory = Path(run_dir) / "models" / f"{model}_{momentum_range}"
     if not (directory / "model.json").exists():
         have = ", ".join(f"{m}/{r}" for m, r in available_models(run_dir)) or "none"
-        raise InputError(directory, f"no finished model {model!r} for range {momentum_range!r} (run has: {have})")
+        raise InputError(
+            directory, f"no finished model {model!r} for range {momentum_range!r} (run has: {have})"
+        )
     pre = Preprocessor.from_dict(json.loads((directory / "preprocessor.json").read_text()))
     return PIDPredictor(load_trained(directory), pre)

@@ -13,13 +13,13 @@ from jaxhep.train import TrainConfig
 class DataConfig:
     """Where the tracks come from and how they are split."""
 
-    path: str | None = None          # CSV / Parquet table; None = the simulated default sample
-    n_tracks: int = 1_000_000        # size of the simulated default sample
+    path: str | None = None  # CSV / Parquet table; None = the simulated default sample
+    n_tracks: int = 1_000_000  # size of the simulated default sample
     sim_seed: int = 231
-    split_seed: int = 231            # the seed's stratified 80/20 split
+    split_seed: int = 231  # the seed's stratified 80/20 split
     test_fraction: float = 0.2
-    val_fraction: float = 0.1        # carved out of the training split for early stopping
-    max_rows: int | None = None      # use only the first N rows (smoke runs)
+    val_fraction: float = 0.1  # carved out of the training split for early stopping
+    max_rows: int | None = None  # use only the first N rows (smoke runs)
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    importance_rows: int = 50_000    # test tracks used for permutation feature importance
+    importance_rows: int = 50_000  # test tracks used for permutation feature importance
     importance_seed: int = 0
 
 
@@ -55,7 +55,9 @@ def parse_range(name: str) -> tuple[float | None, float | None]:
     try:
         lo, hi = (float(v) for v in name.split("-"))
     except ValueError:
-        raise ConfigError(f"momentum range {name!r} is not 'full' or 'LO-HI' in GeV/c, e.g. 0.7-1.5") from None
+        raise ConfigError(
+            f"momentum range {name!r} is not 'full' or 'LO-HI' in GeV/c, e.g. 0.7-1.5"
+        ) from None
     if not 0 <= lo < hi:
         raise ConfigError(f"momentum range {name!r}: need 0 <= LO < HI")
     return lo, hi

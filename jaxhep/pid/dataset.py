@@ -28,11 +28,11 @@ class Table:
 
     path: Path
     columns: dict[str, np.ndarray]
-    labels: np.ndarray            # [N] int32 class index
-    train: np.ndarray             # global row indices
+    labels: np.ndarray  # [N] int32 class index
+    train: np.ndarray  # global row indices
     val: np.ndarray
     test: np.ndarray
-    fingerprint: str              # identifies the data for model reuse
+    fingerprint: str  # identifies the data for model reuse
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -42,10 +42,10 @@ class Table:
 class Split:
     """One split of one range: network inputs and where its rows sit in the table."""
 
-    rows: np.ndarray              # [n] global row indices
-    x: np.ndarray                 # [n, 21] float32
-    group_mask: np.ndarray        # [n, 4] float32
-    label: np.ndarray             # [n] int32
+    rows: np.ndarray  # [n] global row indices
+    x: np.ndarray  # [n, 21] float32
+    group_mask: np.ndarray  # [n, 4] float32
+    label: np.ndarray  # [n] int32
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -69,13 +69,14 @@ def load_table(cfg: DataConfig, data_dir: str | os.PathLike) -> Table:
     path = Path(cfg.path) if cfg.path else default_sample(data_dir, n=cfg.n_tracks, seed=cfg.sim_seed)
     columns = read_table(path)
     if cfg.max_rows is not None:
-        columns = {k: v[:cfg.max_rows] for k, v in columns.items()}
+        columns = {k: v[: cfg.max_rows] for k, v in columns.items()}
     labels = labels_from_pdg(columns[LABEL])
     rest, test = stratified_split(labels, cfg.test_fraction, cfg.split_seed)
     train_pos, val_pos = stratified_split(labels[rest], cfg.val_fraction, cfg.split_seed + 1)
     stat = path.stat()
     fingerprint = hashlib.sha256(
-        f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{cfg}".encode()).hexdigest()[:12]
+        f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{cfg}".encode()
+    ).hexdigest()[:12]
     return Table(path, columns, labels, rest[train_pos], rest[val_pos], test, fingerprint)
 
 

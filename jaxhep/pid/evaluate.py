@@ -45,7 +45,9 @@ def bayes_scores(columns: dict[str, np.ndarray], rows: np.ndarray) -> tuple[np.n
     return np.where(np.isfinite(probs), probs, 0.25), available
 
 
-def compare_with_bayes(labels: np.ndarray, probs: np.ndarray, bayes: np.ndarray, available: np.ndarray) -> dict:
+def compare_with_bayes(
+    labels: np.ndarray, probs: np.ndarray, bayes: np.ndarray, available: np.ndarray
+) -> dict:
     """Accuracy of a network and of Bayes on all tracks and on tracks with a real Bayes value,
     overall and per species."""
     out = {}
@@ -55,16 +57,25 @@ def compare_with_bayes(labels: np.ndarray, probs: np.ndarray, bayes: np.ndarray,
             "n": int(keep.sum()),
             "nn_accuracy": metrics.accuracy(y, nn_pred) if len(y) else float("nan"),
             "bayes_accuracy": metrics.accuracy(y, b_pred) if len(y) else float("nan"),
-            "nn_per_species": {s: float(np.mean(nn_pred[y == c] == c)) if np.any(y == c) else float("nan")
-                               for c, s in enumerate(SPECIES)},
-            "bayes_per_species": {s: float(np.mean(b_pred[y == c] == c)) if np.any(y == c) else float("nan")
-                                  for c, s in enumerate(SPECIES)},
+            "nn_per_species": {
+                s: float(np.mean(nn_pred[y == c] == c)) if np.any(y == c) else float("nan")
+                for c, s in enumerate(SPECIES)
+            },
+            "bayes_per_species": {
+                s: float(np.mean(b_pred[y == c] == c)) if np.any(y == c) else float("nan")
+                for c, s in enumerate(SPECIES)
+            },
         }
     return out
 
 
-def permutation_importance(predict: Callable[[np.ndarray, np.ndarray], np.ndarray], x: np.ndarray,
-                           group_mask: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, float]:
+def permutation_importance(
+    predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    x: np.ndarray,
+    group_mask: np.ndarray,
+    labels: np.ndarray,
+    seed: int = 0,
+) -> dict[str, float]:
     """Drop in accuracy when one feature column is shuffled across tracks [per feature].
 
     x: [n, 21] preprocessed features; the detector flags (has_tpc/has_tof) are shuffled

@@ -30,8 +30,8 @@ _FORMAT_VERSION = 2
 # would be squeezed into a sliver of the unit range: DCAs of primaries are ~10 um wide
 # with secondaries out to mm, n_sigma runs from ~0 to ~100 for wrong hypotheses, dE/dx
 # and pT span decades. Monotonic maps keep every ordering the networks could use.
-_NSIGMA_SCALE = 3.0      # asinh(n / 3): linear inside +-3 sigma, logarithmic outside
-_DCA_SCALE_CM = 0.005    # asinh(dca / 50 um): linear for primaries, log for secondaries
+_NSIGMA_SCALE = 3.0  # asinh(n / 3): linear inside +-3 sigma, logarithmic outside
+_DCA_SCALE_CM = 0.005  # asinh(dca / 50 um): linear for primaries, log for secondaries
 _LOG_COLUMNS = ("pt", "tpc_signal")
 
 

@@ -24,15 +24,15 @@ N_FEATURES, N_CLASSES, N_GROUPS = len(FEATURES), len(SPECIES), len(GROUPS)
 class ModelConfig:
     """Which network and its sizes (defaults: the seed's)."""
 
-    name: str = "fse"                                # simple | dnn | fse
-    hidden: tuple[int, ...] = ()                     # MLP widths; () = the seed's for `name`
-    dropout: float = 0.5                             # MLPs: the seed's 0.5
-    embed_dim: int = 32                              # FSE token width (32: 2x faster than 64, same accuracy)
-    heads: int = 4                                   # FSE attention heads (seed: 4)
+    name: str = "fse"  # simple | dnn | fse
+    hidden: tuple[int, ...] = ()  # MLP widths; () = the seed's for `name`
+    dropout: float = 0.5  # MLPs: the seed's 0.5
+    embed_dim: int = 32  # FSE token width (32: 2x faster than 64, same accuracy)
+    heads: int = 4  # FSE attention heads (seed: 4)
     attention_layers: int = 1
-    head_hidden: tuple[int, int] = (128, 64)         # FSE classification head (3 Dense layers)
+    head_hidden: tuple[int, int] = (128, 64)  # FSE classification head (3 Dense layers)
     head_dropout: float = 0.1
-    dtype: str = "float32"                           # compute dtype; "bfloat16" on accelerators
+    dtype: str = "float32"  # compute dtype; "bfloat16" on accelerators
 
 
 SEED_WIDTHS = {"simple": (512, 256, 128, 64), "dnn": (1024, 512, 256, 128, 64)}
@@ -55,12 +55,14 @@ class SimpleNN(nnx.Module):
 
 
 class DNN(nnx.Module):
-    """Dense -> BatchNorm -> ReLU -> Dropout(0.5) for 1024..128, then Dense(64) -> ReLU -> Dropout -> Dense(4)."""
+    """Dense -> BatchNorm -> ReLU -> Dropout(0.5) for 1024..128, Dense(64) -> ReLU -> Dropout -> Dense(4).
+
+    The seed normalises every layer but the last hidden one.
+    """
 
     def __init__(self, widths=SEED_WIDTHS["dnn"], dropout=0.5, dtype=jnp.float32, *, rngs: nnx.Rngs):
         sizes = (N_FEATURES, *widths)
         self.layers = nnx.List([nnx.Linear(a, b, dtype=dtype, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
-        # The seed normalises every layer but the last hidden one.
         self.norms = nnx.List([nnx.BatchNorm(b, momentum=0.9, dtype=dtype, rngs=rngs) for b in sizes[1:-1]])
         self.dropout = nnx.Dropout(dropout)
         self.out = nnx.Linear(sizes[-1], N_CLASSES, dtype=dtype, rngs=rngs)
@@ -81,8 +83,8 @@ def _group_gather() -> tuple[np.ndarray, np.ndarray]:
     index = np.zeros((N_GROUPS, width), np.int32)
     valid = np.zeros((N_GROUPS, width), np.float32)
     for g, cols in enumerate(GROUPS.values()):
-        index[g, :len(cols)] = [FEATURES.index(c) for c in cols]
-        valid[g, :len(cols)] = 1.0
+        index[g, : len(cols)] = [FEATURES.index(c) for c in cols]
+        valid[g, : len(cols)] = 1.0
     return index, valid
 
 
@@ -106,7 +108,7 @@ class MaskedSelfAttention(nnx.Module):
         b, g, d = tokens.shape
         dh = d // self.heads
         qkv = self.qkv(tokens).reshape(b, g, 3, self.heads, dh)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]                  # [B, G, H, Dh]
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, G, H, Dh]
         scores = (q[:, :, None] * k[:, None, :]).sum(-1) / jnp.sqrt(dh).astype(q.dtype)  # [B, Gq, Gk, H]
         scores = jnp.where(mask[:, None, :, None] > 0, scores.astype(jnp.float32), -1e9)
         weights = jax.nn.softmax(scores, axis=2).astype(v.dtype)
@@ -127,15 +129,18 @@ class FSEAttention(nnx.Module):
     def __init__(self, cfg: ModelConfig = ModelConfig(), dtype=jnp.float32, *, rngs: nnx.Rngs):
         d = cfg.embed_dim
         index, valid = _group_gather()
-        self.index, self.valid = index, valid                  # static numpy constants
+        self.index, self.valid = index, valid  # static numpy constants
         init = nnx.initializers.lecun_normal()
         self.embed_w = nnx.Param(init(rngs.params(), (N_GROUPS, index.shape[1], d)))
         self.embed_b = nnx.Param(jnp.zeros((N_GROUPS, d)))
         self.group_embedding = nnx.Param(0.02 * jax.random.normal(rngs.params(), (N_GROUPS, d)))
         self.embed_out = nnx.Linear(d, d, dtype=dtype, rngs=rngs)
-        self.attn = nnx.List([MaskedSelfAttention(d, cfg.heads, dtype, rngs=rngs)
-                              for _ in range(cfg.attention_layers)])
-        self.gate = nnx.List([nnx.Linear(2 * d, d, dtype=dtype, rngs=rngs) for _ in range(cfg.attention_layers)])
+        self.attn = nnx.List(
+            [MaskedSelfAttention(d, cfg.heads, dtype, rngs=rngs) for _ in range(cfg.attention_layers)]
+        )
+        self.gate = nnx.List(
+            [nnx.Linear(2 * d, d, dtype=dtype, rngs=rngs) for _ in range(cfg.attention_layers)]
+        )
         self.norm = nnx.List([nnx.LayerNorm(d, dtype=dtype, rngs=rngs) for _ in range(cfg.attention_layers)])
         h1, h2 = cfg.head_hidden
         self.head1 = nnx.Linear(d, h1, dtype=dtype, rngs=rngs)
@@ -146,13 +151,13 @@ class FSEAttention(nnx.Module):
 
     def tokens(self, x):
         """x [B, 21] -> group tokens [B, G, D]."""
-        groups = x[:, self.index] * self.valid                              # [B, G, F_max]
+        groups = x[:, self.index] * self.valid  # [B, G, F_max]
         h = jnp.einsum("bgf,gfd->bgd", groups.astype(self.dtype), self.embed_w.value.astype(self.dtype))
         h = nnx.gelu(h + self.embed_b.value.astype(self.dtype))
         return self.embed_out(h) + self.group_embedding.value.astype(self.dtype)
 
     def __call__(self, batch, rngs: nnx.Rngs | None = None):
-        mask = batch["group_mask"].astype(self.dtype)                      # [B, G]
+        mask = batch["group_mask"].astype(self.dtype)  # [B, G]
         h = self.tokens(batch["x"])
         for attn, gate, norm in zip(self.attn, self.gate, self.norm):
             a = attn(h, mask)

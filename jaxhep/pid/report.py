@@ -34,44 +34,114 @@ def write_report(run: Run, results: dict, header: dict) -> None:
         figs = figures.setdefault(rng, [])
         tag = rng.replace(".", "p")
         macro = {NAMES[m]: r["roc"]["macro"] for m, r in per_model.items()}
-        figs.append(_fig(plots.roc_curves(macro, run.plot_path(f"roc_macro_{tag}.png"),
-                                          title=f"Macro-average ROC, pT {rng}")))
+        figs.append(
+            _fig(
+                plots.roc_curves(
+                    macro, run.plot_path(f"roc_macro_{tag}.png"), title=f"Macro-average ROC, pT {rng}"
+                )
+            )
+        )
         eff_pur = {}
         for m, r in per_model.items():
-            figs.append(_fig(plots.roc_curves(r["roc"]["per_species"], run.plot_path(f"roc_{m}_{tag}.png"),
-                                              title=f"{NAMES[m]} one-vs-rest ROC, pT {rng}")))
-            figs.append(_fig(plots.confusion_matrix(np.asarray(r["metrics"]["confusion"]), SPECIES,
-                                                    run.plot_path(f"confusion_{m}_{tag}.png"),
-                                                    title=f"{NAMES[m]}, pT {rng}")))
-            eff_pur[NAMES[m]] = ([r["metrics"]["efficiency"][s] for s in SPECIES],
-                                 [r["metrics"]["purity"][s] for s in SPECIES])
+            figs.append(
+                _fig(
+                    plots.roc_curves(
+                        r["roc"]["per_species"],
+                        run.plot_path(f"roc_{m}_{tag}.png"),
+                        title=f"{NAMES[m]} one-vs-rest ROC, pT {rng}",
+                    )
+                )
+            )
+            figs.append(
+                _fig(
+                    plots.confusion_matrix(
+                        np.asarray(r["metrics"]["confusion"]),
+                        SPECIES,
+                        run.plot_path(f"confusion_{m}_{tag}.png"),
+                        title=f"{NAMES[m]}, pT {rng}",
+                    )
+                )
+            )
+            eff_pur[NAMES[m]] = (
+                [r["metrics"]["efficiency"][s] for s in SPECIES],
+                [r["metrics"]["purity"][s] for s in SPECIES],
+            )
             if r.get("history"):
-                figs.append(_fig(plots.training_curves(r["history"], run.plot_path(f"training_{m}_{tag}.png"),
-                                                       keys=("loss", "accuracy", "val_accuracy"))))
-        figs.append(_fig(plots.efficiency_purity(eff_pur, SPECIES, run.plot_path(f"eff_purity_{tag}.png"),
-                                                 title=f"Efficiency vs purity, pT {rng}")))
+                figs.append(
+                    _fig(
+                        plots.training_curves(
+                            r["history"],
+                            run.plot_path(f"training_{m}_{tag}.png"),
+                            keys=("loss", "accuracy", "val_accuracy"),
+                        )
+                    )
+                )
+        figs.append(
+            _fig(
+                plots.efficiency_purity(
+                    eff_pur,
+                    SPECIES,
+                    run.plot_path(f"eff_purity_{tag}.png"),
+                    title=f"Efficiency vs purity, pT {rng}",
+                )
+            )
+        )
         nets = [m for m in per_model if m != "bayes"]
         if nets and all("importance" in per_model[m] for m in nets):
             names = list(per_model[nets[0]]["importance"])
             matrix = np.array([[per_model[m]["importance"][f] for f in names] for m in nets])
             top = np.argsort(-matrix.max(0))[:10]
-            figs.append(_fig(plots.heatmap(matrix[:, top], [NAMES[m] for m in nets], [names[i] for i in top],
-                                           run.plot_path(f"importance_{tag}.png"),
-                                           title=f"Permutation importance (accuracy drop), pT {rng}")))
+            figs.append(
+                _fig(
+                    plots.heatmap(
+                        matrix[:, top],
+                        [NAMES[m] for m in nets],
+                        [names[i] for i in top],
+                        run.plot_path(f"importance_{tag}.png"),
+                        title=f"Permutation importance (accuracy drop), pT {rng}",
+                    )
+                )
+            )
         best = _best_network(per_model)
         if best:
             cmp = per_model[best]["bayes_comparison"]["all"]
-            bars = {s: {NAMES[best]: cmp["nn_per_species"][s], NAMES["bayes"]: cmp["bayes_per_species"][s]}
-                    for s in SPECIES}
-            figs.append(_fig(plots.grouped_bars(bars, run.plot_path(f"bayes_per_species_{tag}.png"),
-                                                ylabel="efficiency (accuracy per true species)",
-                                                title=f"{NAMES[best]} vs Bayesian PID, pT {rng}")))
-    acc = {rng: {NAMES[m]: r["metrics"]["accuracy"] for m, r in per_model.items()} for rng, per_model in
-           results.items()}
-    overview = [_fig(plots.grouped_bars(acc, run.plot_path("accuracy_by_range.png"), ylabel="accuracy",
-                                        title="Test accuracy per momentum range"))]
-    run.write_json("metrics.json", {rng: {m: {k: v for k, v in r.items() if k not in ("roc", "history")}
-                                          for m, r in per_model.items()} for rng, per_model in results.items()})
+            bars = {
+                s: {NAMES[best]: cmp["nn_per_species"][s], NAMES["bayes"]: cmp["bayes_per_species"][s]}
+                for s in SPECIES
+            }
+            figs.append(
+                _fig(
+                    plots.grouped_bars(
+                        bars,
+                        run.plot_path(f"bayes_per_species_{tag}.png"),
+                        ylabel="efficiency (accuracy per true species)",
+                        title=f"{NAMES[best]} vs Bayesian PID, pT {rng}",
+                    )
+                )
+            )
+    acc = {
+        rng: {NAMES[m]: r["metrics"]["accuracy"] for m, r in per_model.items()}
+        for rng, per_model in results.items()
+    }
+    overview = [
+        _fig(
+            plots.grouped_bars(
+                acc,
+                run.plot_path("accuracy_by_range.png"),
+                ylabel="accuracy",
+                title="Test accuracy per momentum range",
+            )
+        )
+    ]
+    run.write_json(
+        "metrics.json",
+        {
+            rng: {
+                m: {k: v for k, v in r.items() if k not in ("roc", "history")} for m, r in per_model.items()
+            }
+            for rng, per_model in results.items()
+        },
+    )
     run.write_text("report.md", _markdown(results, header, figures, overview))
 
 
@@ -87,33 +157,56 @@ def _best_network(per_model: dict) -> str | None:
 def _markdown(results: dict, header: dict, figures: dict, overview: list) -> str:
     lines = ["# ALICE PID run report", ""]
     lines += [f"- **{k}**: {v}" for k, v in header.items()]
-    lines += ["", "## Test accuracy and macro AUC per momentum range (pT, GeV/c)", "",
-              "| range | " + " | ".join(f"{NAMES[m]} acc | {NAMES[m]} AUC" for m in next(iter(results.values())))
-              + " |",
-              "|---|" + "---:|---:|" * len(next(iter(results.values())))]
+    lines += [
+        "",
+        "## Test accuracy and macro AUC per momentum range (pT, GeV/c)",
+        "",
+        "| range | "
+        + " | ".join(f"{NAMES[m]} acc | {NAMES[m]} AUC" for m in next(iter(results.values())))
+        + " |",
+        "|---|" + "---:|---:|" * len(next(iter(results.values()))),
+    ]
     for rng, per_model in results.items():
-        cells = [f"{r['metrics']['accuracy']:.4f} | {r['metrics']['macro_auc']:.4f}" for r in per_model.values()]
+        cells = [
+            f"{r['metrics']['accuracy']:.4f} | {r['metrics']['macro_auc']:.4f}" for r in per_model.values()
+        ]
         lines.append(f"| {rng} | " + " | ".join(cells) + " |")
     lines += ["", *[f"![overview]({p})" for p in overview if p], ""]
-    lines += ["## Networks vs Bayesian PID on the same test tracks", "",
-              "`all`: every test track (missing Bayes filled with 0.25 per species, as in the seed); "
-              "`bayes_available`: only tracks with a computed Bayes posterior.", "",
-              "| range | network | subset | n | network acc | Bayes acc | gain |", "|---|---|---|---:|---:|---:|---:|"]
+    lines += [
+        "## Networks vs Bayesian PID on the same test tracks",
+        "",
+        "`all`: every test track (missing Bayes filled with 0.25 per species, as in the seed); "
+        "`bayes_available`: only tracks with a computed Bayes posterior.",
+        "",
+        "| range | network | subset | n | network acc | Bayes acc | gain |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     for rng, per_model in results.items():
         for m, r in per_model.items():
             if m == "bayes":
                 continue
             for subset, c in r["bayes_comparison"].items():
-                lines.append(f"| {rng} | {NAMES[m]} | {subset} | {c['n']} | {c['nn_accuracy']:.4f} | "
-                             f"{c['bayes_accuracy']:.4f} | {c['nn_accuracy'] - c['bayes_accuracy']:+.4f} |")
+                lines.append(
+                    f"| {rng} | {NAMES[m]} | {subset} | {c['n']} | {c['nn_accuracy']:.4f} | "
+                    f"{c['bayes_accuracy']:.4f} | {c['nn_accuracy'] - c['bayes_accuracy']:+.4f} |"
+                )
     for rng, per_model in results.items():
-        lines += ["", f"## pT {rng}", "", "### Per-species efficiency / purity / F1 / AUC", "",
-                  "| model | species | efficiency | purity | F1 | AUC | support |", "|---|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"## pT {rng}",
+            "",
+            "### Per-species efficiency / purity / F1 / AUC",
+            "",
+            "| model | species | efficiency | purity | F1 | AUC | support |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
         for m, r in per_model.items():
             mt = r["metrics"]
             for s in SPECIES:
-                lines.append(f"| {NAMES[m]} | {s} | {mt['efficiency'][s]:.3f} | {mt['purity'][s]:.3f} | "
-                             f"{mt['f1'][s]:.3f} | {mt['auc'][s]:.4f} | {mt['support'][s]} |")
+                lines.append(
+                    f"| {NAMES[m]} | {s} | {mt['efficiency'][s]:.3f} | {mt['purity'][s]:.3f} | "
+                    f"{mt['f1'][s]:.3f} | {mt['auc'][s]:.4f} | {mt['support'][s]} |"
+                )
         for m, r in per_model.items():
             extra = []
             if r.get("reused_from"):

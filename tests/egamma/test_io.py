@@ -182,7 +182,7 @@ def test_corrupt_chunk_fails_on_reading(tmp_path):
     good = write_hdf5(tmp_path / "SingleElectron_good.hdf5", X, np.ones(64))
     data = bytearray(good.read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 64] = b"\xff" * 64  # inside the compressed chunks, past the metadata
+    data[middle : middle + 64] = b"\xff" * 64  # inside the compressed chunks, past the metadata
     bad = tmp_path / "SingleElectron_bad.hdf5"
     bad.write_bytes(bytes(data))
     source = EcalImageSource(bad)

@@ -17,7 +17,17 @@ from jaxhep.pid.simulate import simulate_tracks, write_table
 from jaxhep.runs import Run, load_registry
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--quick", "--no-progress", "--set", "data.n_tracks=16000", "--set", "eval.importance_rows=500"]
+# One device keeps compile times down; sharding has its own tests (test_train, test_distributed).
+TINY = [
+    "--quick",
+    "--no-progress",
+    "--devices",
+    "1",
+    "--set",
+    "data.n_tracks=16000",
+    "--set",
+    "eval.importance_rows=500",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +41,9 @@ def _args(dirs, *extra):
 
 
 def test_quick_run_writes_report_and_reuses_models(dirs):
-    run = pid_experiment.main(_args(dirs, "--model", "fse", "--model", "simple", "--range", "full",
-                                    "--range", "0.7-1.5"))
+    run = pid_experiment.main(
+        _args(dirs, "--model", "fse", "--model", "simple", "--range", "full", "--range", "0.7-1.5")
+    )
     report = (run.path / "report.md").read_text()
     assert "FSE+Attention" in report and "Bayesian PID" in report and "0.7-1.5" in report
     metrics = json.loads((run.path / "metrics.json").read_text())
@@ -44,15 +55,22 @@ def test_quick_run_writes_report_and_reuses_models(dirs):
             assert 0.5 < m["metrics"]["macro_auc"] <= 1.0
     assert "importance" in metrics["full"]["fse"] and len(metrics["full"]["fse"]["importance"]) == 21
     plots = {p.name for p in (run.path / "plots").glob("*.png")}
-    assert {"roc_macro_full.png", "confusion_fse_full.png", "eff_purity_0p7-1p5.png",
-            "accuracy_by_range.png", "importance_full.png", "training_fse_full.png"} <= plots
+    assert {
+        "roc_macro_full.png",
+        "confusion_fse_full.png",
+        "eff_purity_0p7-1p5.png",
+        "accuracy_by_range.png",
+        "importance_full.png",
+        "training_fse_full.png",
+    } <= plots
     entry = [r for r in load_registry(dirs["workdir"], "pid") if r["run_id"] == run.run_id][0]
     assert entry["status"] == "done" and len(entry["artifacts"]) == 4
 
     # The Python API reproduces the run's test predictions from the raw table.
     predictor = load_predictor(run.path, "fse", "full")
-    table = pid_experiment.load_table(pid_experiment.from_dict(pid_experiment.PIDConfig,
-                                                               run.config["pid"]).data, dirs["data"])
+    table = pid_experiment.load_table(
+        pid_experiment.from_dict(pid_experiment.PIDConfig, run.config["pid"]).data, dirs["data"]
+    )
     rows = table.test[:500]
     probs = predictor.predict_proba({k: v[rows] for k, v in table.columns.items()})
     assert probs.shape == (500, 4)
@@ -63,12 +81,20 @@ def test_quick_run_writes_report_and_reuses_models(dirs):
     again = pid_experiment.main(_args(dirs, "--model", "fse", "--range", "full"))
     again_metrics = json.loads((again.path / "metrics.json").read_text())
     assert again_metrics["full"]["fse"]["reused_from"]
-    assert again_metrics["full"]["fse"]["metrics"]["accuracy"] == metrics["full"]["fse"]["metrics"]["accuracy"]
+    assert (
+        again_metrics["full"]["fse"]["metrics"]["accuracy"] == metrics["full"]["fse"]["metrics"]["accuracy"]
+    )
 
 
 def _cli(args, env=None, timeout=400):
-    return subprocess.run([sys.executable, "-m", "experiments.pid", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.pid", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})},
+    )
 
 
 def test_killed_run_resumes_to_the_same_result(dirs):
@@ -85,7 +111,7 @@ def test_killed_run_resumes_to_the_same_result(dirs):
     straight_dir = Path(done[-1]["path"])
     epochs_a = [(h["epoch"], h["loss"], h["val_accuracy"]) for h in Run.open(run_dir).read_log()]
     epochs_b = [(h["epoch"], h["loss"], h["val_accuracy"]) for h in Run.open(straight_dir).read_log()]
-    assert [e[0] for e in epochs_a] == [1, 2, 3, 4]          # 1-2 before the kill, 3-4 after resume
+    assert [e[0] for e in epochs_a] == [1, 2, 3, 4]  # 1-2 before the kill, 3-4 after resume
     assert epochs_a == epochs_b
     a = json.loads((run_dir / "metrics.json").read_text())["1-3"]["fse"]["metrics"]
     b = json.loads((straight_dir / "metrics.json").read_text())["1-3"]["fse"]["metrics"]
@@ -110,11 +136,14 @@ def test_bad_tables_are_one_clear_message(dirs, tmp_path, capsys):
     columns = simulate_tracks(2000, seed=1)
     missing = {k: v for k, v in columns.items() if k not in ("tof_beta", "dca_z")}
     write_table(missing, tmp_path / "missing.csv")
-    _expect_user_error(capsys, _args(dirs, "--data", str(tmp_path / "missing.csv")),
-                       "missing.csv", "tof_beta", "dca_z")
+    _expect_user_error(
+        capsys, _args(dirs, "--data", str(tmp_path / "missing.csv")), "missing.csv", "tof_beta", "dca_z"
+    )
     all_nan = dict(columns, tpc_signal=np.full(2000, np.nan, np.float32))
     write_table(all_nan, tmp_path / "nan.parquet")
-    _expect_user_error(capsys, _args(dirs, "--data", str(tmp_path / "nan.parquet")), "nan.parquet", "tpc_signal")
+    _expect_user_error(
+        capsys, _args(dirs, "--data", str(tmp_path / "nan.parquet")), "nan.parquet", "tpc_signal"
+    )
     (tmp_path / "empty.csv").write_text("")
     _expect_user_error(capsys, _args(dirs, "--data", str(tmp_path / "empty.csv")), "empty.csv")
     _expect_user_error(capsys, _args(dirs, "--range", "3-1"), "3-1")

@@ -68,7 +68,9 @@ def test_nan_rules_and_statistics_by_hand():
     )
     # TPC only from training rows with has_tpc: log of (40, 50, 60); TOF only (0.9, 0.7)
     tpc = np.log([40.0, 50.0, 60.0])
-    assert pre.mean["tpc_signal"] == pytest.approx(tpc.mean()) and pre.std["tpc_signal"] == pytest.approx(tpc.std())
+    assert pre.mean["tpc_signal"] == pytest.approx(tpc.mean()) and pre.std["tpc_signal"] == pytest.approx(
+        tpc.std()
+    )
     assert pre.mean["tof_beta"] == pytest.approx(0.8)
     assert pre.std["eta"] == 1.0  # constant column: no division by zero
 
@@ -76,7 +78,9 @@ def test_nan_rules_and_statistics_by_hand():
     x = out["x"]
     assert x.dtype == np.float32 and x.shape == (6, 21) and np.isfinite(x).all()
     np.testing.assert_allclose(
-        x[:, COL["dca_xy"]], (np.arcsinh(np.array([1, 3, 3, 5, 7, 3]) / 0.005) - dca.mean()) / dca.std(), rtol=1e-5
+        x[:, COL["dca_xy"]],
+        (np.arcsinh(np.array([1, 3, 3, 5, 7, 3]) / 0.005) - dca.mean()) / dca.std(),
+        rtol=1e-5,
     )
     bayes = (np.array([0.25, 0.25, 0.25, 0.65, 0.9, 0.25]) - 0.35) / 0.03**0.5
     np.testing.assert_allclose(x[:, COL["bayes_prob_ka"]], bayes, rtol=1e-5)

@@ -21,8 +21,11 @@ def _batch(b=16, seed=0, mask=None):
 @pytest.mark.parametrize("name", ["simple", "dnn", "fse"])
 @pytest.mark.parametrize("with_masks", [False, True])
 def test_logits_shape_under_jit(name, with_masks):
-    model = build_model(ModelConfig(name=name, embed_dim=16, heads=4, head_hidden=(16, 8),
-                                    hidden=(32, 16) if name != "fse" else ()))
+    model = build_model(
+        ModelConfig(
+            name=name, embed_dim=16, heads=4, head_hidden=(16, 8), hidden=(32, 16) if name != "fse" else ()
+        )
+    )
     mask = None
     if with_masks:
         mask = np.ones((16, 4), np.float32)
