@@ -1,0 +1,126 @@
+"""Events -> graphs -> one stacked, padded array set per split (what the training loop reads).
+
+Every graph of a split is padded to the same bucketed size, so the train step compiles
+once; a row of the stacked arrays is one event's graph. Graphs are cached next to the
+events (`graphs-<hash>.npz`), keyed by the graph settings, because building a mu = 200
+graph takes seconds and an epoch reads every event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jaxhep.errors import InputError
+from jaxhep.tracking.graph import EventGraph, build_graph
+from jaxhep.tracking.io import list_events, read_event
+from jaxhep.tracking.padding import bucket_size, stack_graphs
+from jaxhep.tracking.simulate import simulate_dataset
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str | None = None  # folder of TrackML events; None = simulated events
+    n_events: int = 60  # simulated events (and the most read from a folder)
+    pileup: float = 200.0
+    sim_seed: int = 0
+    method: str = "geometric"  # geometric | knn
+    k: int = 8  # kNN neighbours
+    pt_min: float | None = 1.0  # truth cut of the training labels (GeV); None = all particles
+    val_events: int = 6
+    test_events: int = 6
+
+
+@dataclass
+class Split:
+    """Stacked padded graphs [G, ...] plus the unpadded graphs (for track building and plots)."""
+
+    arrays: dict[str, np.ndarray]
+    graphs: list[EventGraph]
+    prefixes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def read(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v[idx] for k, v in self.arrays.items()}
+
+
+def event_folder(cfg: DataConfig, data_dir: str | os.PathLike) -> Path:
+    """The folder holding the events: `cfg.path`, or simulated ones (made once) under data_dir."""
+    if cfg.path:
+        folder = Path(cfg.path)
+        if not folder.is_dir():
+            raise InputError(folder, "not a folder of TrackML events (eventNNNNNNNNN-hits.csv ...)")
+        return folder
+    folder = Path(data_dir) / "tracking" / f"sim_mu{cfg.pileup:g}_seed{cfg.sim_seed}"
+    simulate_dataset(folder, cfg.n_events, seed=cfg.sim_seed, pileup=cfg.pileup)
+    return folder
+
+
+def _graph_settings(cfg: DataConfig) -> dict:
+    # Bump "version" whenever graph.py's defaults or features change: it keys the cache.
+    return {"method": cfg.method, "k": cfg.k, "pt_min": cfg.pt_min, "version": 1}
+
+
+def load_graphs(
+    cfg: DataConfig, data_dir: str | os.PathLike, progress=None
+) -> tuple[list[EventGraph], list[str]]:
+    """Every event's graph (built once, then read from the cache)."""
+    folder = event_folder(cfg, data_dir)
+    prefixes = [str(folder / name) for name in list_events(folder)][: cfg.n_events]
+    if len(prefixes) < cfg.val_events + cfg.test_events + 1:
+        raise InputError(
+            folder,
+            f"{len(prefixes)} events; need at least {cfg.val_events + cfg.test_events + 1} "
+            "(training, validation and test events)",
+        )
+    key = hashlib.sha256(json.dumps(_graph_settings(cfg), sort_keys=True).encode()).hexdigest()[:10]
+    cache = folder / f"graphs-{key}"
+    cache.mkdir(exist_ok=True)
+    graphs = []
+    for prefix in prefixes if progress is None else progress(prefixes):
+        path = cache / f"{Path(prefix).name}.npz"
+        if path.exists():
+            graphs.append(_load(path))
+            continue
+        graph = build_graph(read_event(prefix), cfg.method, k=cfg.k, pt_min=cfg.pt_min)
+        _save(path, graph)
+        graphs.append(graph)
+    return graphs, prefixes
+
+
+def split(graphs: list[EventGraph], prefixes: list[str], cfg: DataConfig) -> tuple[Split, Split, Split]:
+    """Train / validation / test by event (last events are test, the ones before validation)."""
+    n_test, n_val = cfg.test_events, cfg.val_events
+    parts = (
+        slice(0, len(graphs) - n_val - n_test),
+        slice(len(graphs) - n_val - n_test, len(graphs) - n_test),
+        slice(len(graphs) - n_test, len(graphs)),
+    )
+    n_node = bucket_size(max(g.n_node for g in graphs) + 1)
+    n_edge = bucket_size(max(g.n_edge for g in graphs))
+    out = []
+    for part in parts:
+        gs = graphs[part]
+        out.append(Split(stack_graphs(gs, n_node, n_edge), gs, prefixes[part]))
+    return tuple(out)
+
+
+def _save(path: Path, graph: EventGraph) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    fields = {k: v for k, v in asdict(graph).items() if k != "info"}
+    np.savez(tmp, **fields, info=json.dumps(graph.info, default=float))
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> EventGraph:
+    with np.load(path) as f:
+        data = {k: f[k] for k in f.files}
+    info = json.loads(str(data.pop("info")))
+    return EventGraph(**data, info=info)
