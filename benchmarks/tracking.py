@@ -1,0 +1,150 @@
+"""Train and inference throughput (edges/s) and peak memory of the tracking edge classifier, as JSON.
+
+    python benchmarks/tracking.py                                   # 20 k nodes / 200 k edges, fp32
+    python benchmarks/tracking.py --nodes 100000 --edges 1000000 --dtype bfloat16
+
+The graph is `../shared/bench/peers.py tc`'s: N random nodes with 3 features, E random edges
+with 4 features, 10 % positive labels, and the same model size (3 TransformerConv layers, width
+128, 2 heads). Messages flow along the edges only (`--bidirectional` off), so the work equals
+the peer's. Training runs the real jaxhep train step (weighted BCE with pos_weight 9, Adam,
+`steps_per_call` steps per compiled call; no gradient clipping, as the peer); inference is one
+jitted forward pass. Both are timed on device-resident data, after a warm-up that compiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def random_graph(n_nodes: int, n_edges: int, node_in: int = 3, edge_in: int = 4, seed: int = 0) -> dict:
+    """One graph in the padded-graph layout (nothing padded: all masks 1), NumPy leaves."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {
+        "nodes": rng.normal(size=(n_nodes, node_in)).astype(np.float32),
+        "edges": rng.normal(size=(n_edges, edge_in)).astype(np.float32),
+        "senders": rng.integers(0, n_nodes, n_edges).astype(np.int32),
+        "receivers": rng.integers(0, n_nodes, n_edges).astype(np.int32),
+        "node_mask": np.ones(n_nodes, np.float32),
+        "edge_mask": np.ones(n_edges, np.float32),
+        "labels": (rng.random(n_edges) < 0.1).astype(np.float32),
+    }
+
+
+def bench(a) -> dict:
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    from benchmarks.common import emit, environment, peak_memory, timed
+    from jaxhep import losses
+    from jaxhep.mesh import make_mesh, shard_batch
+    from jaxhep.tracking.model import EdgeClassifier, EdgeClassifierConfig, batched_logits, message_order
+    from jaxhep.train import TrainConfig, Trainer
+
+    mesh = make_mesh()
+    n_dev = mesh.devices.size
+    cfg = EdgeClassifierConfig(
+        width=a.width,
+        heads=a.heads,
+        layers=a.layers,
+        bidirectional=a.bidirectional,
+        dtype=a.dtype,
+        node_in=3,
+        edge_in=4,
+    )
+    model = EdgeClassifier(cfg, rngs=nnx.Rngs(0))
+    n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    pos_weight = 9.0  # the peer's: negatives / positives of its 10 % labels
+
+    def loss_fn(m, batch, key):
+        logits = batched_logits(m, batch)  # [G, E]
+        loss = losses.weighted_bce(
+            logits.ravel(), batch["labels"].ravel(), pos_weight, batch["edge_mask"].ravel()
+        )
+        return loss, {}
+
+    k = a.steps_per_call
+    trainer = Trainer(
+        model,
+        loss_fn,
+        batched_logits,
+        TrainConfig(batch_size=n_dev, steps_per_call=k, grad_clip_norm=None, learning_rate=1e-3),
+        mesh,
+        total_steps=10_000,
+    )
+    graph = random_graph(a.nodes, a.edges)
+    if not a.sort_in_model:
+        # What the data pipeline stores with each padded graph (once per graph, on the host).
+        graph["message_order"] = message_order(graph["senders"], graph["receivers"], a.bidirectional)
+    # One graph per device (the training layout: a stack of padded graphs sharded over "data").
+    chunk = {key: np.broadcast_to(v, (k, n_dev, *v.shape)) for key, v in graph.items()}
+    chunk = shard_batch(chunk, mesh, n_dev, batch_axis=1)
+    step = [0]
+
+    def train():
+        metrics = trainer.train_chunk(chunk, step[0])
+        step[0] += k
+        metrics["loss"].block_until_ready()
+
+    repeats = max(1, a.steps // k)
+    t_train = timed(train, warmup=1, repeats=repeats) / k
+
+    graphdef, state = nnx.split(trainer.model())
+
+    @jax.jit
+    def infer(state, g):
+        return nnx.merge(graphdef, state)(g)
+
+    one = jax.device_put(graph)
+    t_infer = timed(lambda: infer(state, one).block_until_ready(), warmup=2, repeats=a.steps)
+    emit(
+        {
+            "benchmark": "tracking_edge_classifier",
+            "nodes": a.nodes,
+            "edges": a.edges,
+            "params": int(n_params),
+            "width": a.width,
+            "heads": a.heads,
+            "layers": a.layers,
+            "bidirectional": a.bidirectional,
+            "dtype": a.dtype,
+            "message_order": "in-model sort" if a.sort_in_model else "host",
+            "steps_per_call": k,
+            "graphs_per_step": n_dev,
+            "train_ms_per_step": 1e3 * t_train,
+            "train_edges_per_s": n_dev * a.edges / t_train,
+            "infer_ms_per_step": 1e3 * t_infer,
+            "infer_edges_per_s": a.edges / t_infer,
+            **peak_memory(),
+            **environment(),
+        }
+    )
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", type=int, default=20_000)
+    p.add_argument("--edges", type=int, default=200_000)
+    p.add_argument("--dtype", default="float32", help="compute dtype: float32 or bfloat16")
+    p.add_argument("--steps", type=int, default=10, help="timed train steps and inference calls")
+    p.add_argument("--steps-per-call", type=int, default=2)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--bidirectional", action="store_true", help="messages both ways (off: the peer's work)")
+    p.add_argument(
+        "--sort-in-model",
+        action="store_true",
+        help="no host `message_order`: the model sorts the edges by receiver in every call",
+    )
+    bench(p.parse_args())
+
+
+if __name__ == "__main__":
+    main()
