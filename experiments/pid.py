@@ -89,13 +89,7 @@ def resolve_config(args) -> tuple[PIDConfig, Run | None]:
         cfg = dataclasses.replace(cfg, models=tuple(args.model))
     if args.ranges:
         cfg = dataclasses.replace(cfg, ranges=tuple(args.ranges))
-    train = cfg.train
-    for flag, name in (("epochs", "epochs"), ("batch_size", "batch_size"), ("seed", "seed")):
-        if getattr(args, flag) is not None:
-            train = dataclasses.replace(train, **{name: getattr(args, flag)})
-    if args.no_progress:
-        train = dataclasses.replace(train, progress=False)
-    cfg = override(dataclasses.replace(cfg, train=train), args.overrides)
+    cfg = override(dataclasses.replace(cfg, train=cli.with_train_flags(cfg.train, args)), args.overrides)
     if not cfg.models or not cfg.ranges:
         raise ConfigError("nothing to do: no model or no momentum range selected")
     return cfg, None

@@ -104,12 +104,7 @@ def resolve_config(args) -> tuple[TrackingConfig, Run | None]:
         cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, pt_min=args.pt_min))
     if args.graph:
         data = dataclasses.replace(data, method=args.graph)
-    train = cfg.train
-    for flag in ("epochs", "batch_size", "seed"):
-        if getattr(args, flag) is not None:
-            train = dataclasses.replace(train, **{flag: getattr(args, flag)})
-    if args.no_progress:
-        train = dataclasses.replace(train, progress=False)
+    train = cli.with_train_flags(cfg.train, args)
     return override(dataclasses.replace(cfg, data=data, train=train), args.overrides), None
 
 

@@ -49,6 +49,16 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
+def with_train_flags(train, args: argparse.Namespace):
+    """A TrainConfig with the shared flags --epochs, --batch-size, --seed, --no-progress applied."""
+    import dataclasses
+
+    changes = {f: getattr(args, f) for f in ("epochs", "batch_size", "seed") if getattr(args, f) is not None}
+    if args.no_progress:
+        changes["progress"] = False
+    return dataclasses.replace(train, **changes)
+
+
 @dataclass
 class Runtime:
     """What an experiment runs on: the mesh and a description for the report."""
