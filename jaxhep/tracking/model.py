@@ -1,47 +1,44 @@
 """TransformerConv edge classifier for tracking graphs (Flax NNX, segment ops over edge lists).
 
-`TransformerConv` reproduces PyTorch Geometric's `TransformerConv` (concat=True, no attention
-dropout) on one padded graph of N nodes and E edges (senders j -> receivers i):
+`TransformerConv` reproduces PyTorch Geometric's `TransformerConv` (concat=True; no attention
+dropout, which the seed leaves at 0) on one padded graph of N nodes, E edges j -> i:
 
-    q_i = W_q x_i + b_q,  k_j = W_k x_j + b_k,  v_j = W_v x_j + b_v,  e'_ij = W_e e_ij    (per head, C wide)
+    q_i = W_q x_i + b_q,  k_j = W_k x_j + b_k,  v_j = W_v x_j + b_v,  e'_ij = W_e e_ij   (per head, C wide)
     alpha_ij = softmax over the incoming edges of i of  q_i . (k_j + e'_ij) / sqrt(C)
     m_i = concat over heads of  sum_j alpha_ij (v_j + e'_ij)
-    out_i = m_i + W_r x_i + b_r                                                  (root_weight)
-    out_i = beta_i (W_r x_i + b_r) + (1 - beta_i) m_i,                          (beta)
-            beta_i = sigmoid(w_b . [m_i, r_i, m_i - r_i]) with r_i = W_r x_i + b_r
+    out_i = m_i + r_i,  r_i = W_r x_i + b_r                                      (root_weight)
+    out_i = beta_i r_i + (1 - beta_i) m_i,  beta_i = sigmoid(w_b . [m_i, r_i, m_i - r_i])   (beta)
 
-The beta input is ordered [m_i, r_i, m_i - r_i] as PyG's code computes it (its docs write the
-equivalent [r_i, m_i, r_i - m_i] with the weight blocks in another order). Edges with
-`edge_mask` 0 get no attention weight and send nothing; a node without incoming edges gets
-m_i = 0, as PyG (which divides by sum + 1e-16).
+The beta input is ordered [m_i, r_i, m_i - r_i] as PyG's code computes it (its docs write
+[r_i, m_i, r_i - m_i]: the same family, other weight blocks). Edges with `edge_mask` 0 get no
+weight and send nothing; a node without incoming edges gets m_i = 0, as in PyG.
 
 `EdgeClassifier` is the seed's model (and `../shared/bench/peers.py tc`'s): node and edge input
 Linear layers, L TransformerConv layers with h <- LayerNorm(h + relu(conv(h))), and an edge MLP
-on [h_j, h_i, e_ij] (sender, receiver, edge) giving one logit per edge. Optionally messages flow
-both ways (each edge also used reversed, with a learned direction vector added to its edge
-embedding), since tracking graphs point inner -> outer and a hit should also hear the hits
-after it.
+on [h_j, h_i, e_ij] (sender, receiver, edge) giving one logit per edge. Optionally messages
+also flow along the reversed edges (with a learned direction vector added to their edge
+embedding): tracking graphs point inner -> outer, and a hit should also hear the hits after it.
 
-Speed, on a CPU where gathers and scatters of [E, width] arrays dominate (measured in
-`.notes/tracking_model.md`):
+Speed (measurements in `.notes/tracking_model.md`): on a CPU, gathers and scatters of
+[E, width] arrays dominate, so
+- the edge embedding e = edges @ W_in + b_in is affine in the few (4-6) raw edge features and the
+  same in every layer, so W_e e_ij = [edges_ij, 1] @ low with low = [W_in W_e; b_in W_e] is never
+  formed as [E, width]: its share of the score is a per-node [N, H, F + 1] projection of q, and
+  its share of the message a per-node sum of alpha_ij [edges_ij, 1], projected afterwards. The
+  edge MLP's first layer on [h_j, h_i, e_ij] is split the same way into per-node products (then
+  gathered) and a raw-edge term. Same parameters, same function, ~30x fewer FLOPs than PyG's
+  [E, 128] x [128, 128] matmuls;
+- the attention has a hand-written VJP that keeps only node-sized arrays and alpha [E, H]
+  between the passes (the softmax backward's segment sum becomes a node-level dot);
+- message passing edges are sorted by receiver once per call, or by the host (`message_order`),
+  so segment max / sum and receiver gathers run over sorted indices; q, k, v and the root
+  projection are one matmul.
 
-- the edge embedding e = edges @ W_in + b_in is affine in the F_e raw edge features (F_e = 4..6)
-  and the same in every layer, so W_e e_ij = edges_ij @ (W_in W_e) + b_in W_e is never
-  materialised as [E, width]: its part of the score is a per-node [N, H, F_e + 1] projection of
-  q, gathered per edge, and its part of the message is a per-node sum of alpha_ij [edges_ij, 1]
-  projected afterwards. Likewise the edge MLP's first layer on [h_j, h_i, e_ij] is split into
-  h @ W_a, h @ W_b (per node, then gathered) plus the raw-edge term. Same parameters, same
-  function, ~30x fewer FLOPs than the [E, 128] x [128, 128] matmuls PyG runs.
-- message passing edges are sorted by receiver once per call (shared by all layers), so the
-  segment max / sum and the receiver gathers run over sorted indices.
-- q, k, v and the root projection are one [N, in] x [in, 4 H C] matmul; k and v are gathered
-  together.
-
-Batches: a model works on one graph. For a stack of G padded graphs (every leaf [G, ...]) use
-`batched_logits`, which maps the model over the leading axis with `nnx.vmap`; under `jax.jit`
-with that axis sharded over the mesh's "data" axis, each device runs its own graphs (the
-vmapped gathers/scatters carry the graph axis as a batch dimension, which XLA's SPMD
-partitioner splits without communication).
+Batches: a model works on one graph; `batched_logits` maps it over a stack of G padded graphs
+(every leaf [G, ...]) with `nnx.vmap`. Under `jax.jit` with that axis sharded over the mesh's
+"data" axis each device runs its own graphs: the vmapped gathers and scatters carry the graph
+axis as a batch dimension, which XLA's SPMD partitioner splits with no communication (the test
+checks the compiled forward has no collective).
 """
 
 from __future__ import annotations
@@ -191,17 +188,17 @@ def _attend_bwd(n, heads, is_sorted, res, grads):
     d_q = _segment_sum(
         _scale_heads(_gather(k, senders), d_score).astype(jnp.float32), receivers, n, is_sorted
     )
-    # Key and value gradients both go to the senders: d k_j = sum ds_e q_i, d v_j = sum alpha_e g_i.
-    # One sorted gather of [q | g_v] at the receivers, one multiply, one [E, 2 H C] scatter.
-    q_g = jnp.concatenate([q, g_v.astype(q.dtype)], axis=1)
-    upd = _scale_heads(_gather(q_g, receivers, is_sorted), jnp.concatenate([d_score, alpha], axis=1))
-    d_kv = jax.ops.segment_sum(upd.astype(jnp.float32), senders, n)
-    hc = q.shape[1]
+    # Two scatters, not one of [E, 2 H C]: XLA then writes each update once instead of again
+    # into a concatenation.
+    d_k = jax.ops.segment_sum(
+        _scale_heads(_gather(q, receivers, is_sorted), d_score).astype(jnp.float32), senders, n
+    )
+    d_v = jax.ops.segment_sum(_scale_heads(g_v_e, alpha).astype(jnp.float32), senders, n)
     d_extra = jnp.einsum("eh,ehx->ex", alpha, g_x_e)
     return (
         d_q.astype(q.dtype),
-        d_kv[:, :hc].astype(k.dtype),
-        d_kv[:, hc:].astype(v.dtype),
+        d_k.astype(k.dtype),
+        d_v.astype(v.dtype),
         d_score,
         d_extra.astype(extra.dtype),
         None,
