@@ -22,12 +22,11 @@ from jaxhep.tracking import dataset, evaluate
 from jaxhep.tracking.display import event_display
 from jaxhep.tracking.graph import build_graph, graph_efficiency_purity
 from jaxhep.tracking.io import read_event
-from jaxhep.tracking.model import EdgeClassifier, EdgeClassifierConfig
+from jaxhep.tracking.model import EdgeClassifier, EdgeClassifierConfig, batched_logits
 from jaxhep.tracking.tracks import write_submissions
 from jaxhep.tracking.training import (
     LossConfig,
     auto_pos_weight,
-    batched_logits,
     edge_metrics,
     edge_scores,
     make_loss_fn,
@@ -128,7 +127,7 @@ def main(argv=None) -> Run:
     try:
         progress = (lambda xs: tqdm(xs, desc="graphs", leave=False)) if cfg.train.progress else None
         graphs, prefixes = dataset.load_graphs(cfg.data, args.data_dir, progress)
-        train, val, test = dataset.split(graphs, prefixes, cfg.data)
+        train, val, test = dataset.split(graphs, prefixes, cfg.data, cfg.model.bidirectional)
         graph_report = _graph_quality(test, cfg)
         pos_weight = cfg.loss.pos_weight or auto_pos_weight(train)
         print(
@@ -213,15 +212,30 @@ def _evaluate(model, val, test, cfg: TrackingConfig, run: Run, graph_report: dic
     plots.roc_curves(
         {"edge classifier": (fpr, tpr, auc)}, run.plot_path("roc.png"), title="Edge ROC (test)", log_fpr=True
     )
-    plots.grouped_bars(
+    track_pt = evaluate.sum_efficiencies([e["track_eff_pt"] for e in per_event])
+    track_eta = evaluate.sum_efficiencies([e["track_eff_eta"] for e in per_event])
+    plots.binned_curves(
+        evaluate.PT_BINS,
         {
-            f"{lo:g}-{hi:g}": {"edge efficiency": e}
-            for lo, hi, e in zip(eff_pt["edges"][:-1], eff_pt["edges"][1:], eff_pt["efficiency"])
-            if np.isfinite(e)
+            "true edges kept": (eff_pt["efficiency"], eff_pt["error"]),
+            "particles found (tracks)": (track_pt["efficiency"], track_pt["error"]),
         },
         run.plot_path("efficiency_vs_pt.png"),
-        ylabel="true-edge efficiency",
-        title=f"Edge efficiency vs particle pT (threshold {threshold:.2f})",
+        xlabel="particle pT [GeV]",
+        ylabel="efficiency",
+        title=f"Efficiency vs pT (edge threshold {threshold:.2f}; tracks: double majority, >= 5 hits)",
+        log_x=True,
+    )
+    plots.binned_curves(
+        evaluate.ETA_BINS,
+        {
+            "true edges kept": (eff_eta["efficiency"], eff_eta["error"]),
+            f"particles found, pT > {cfg.eval.pt_min:g} GeV": (track_eta["efficiency"], track_eta["error"]),
+        },
+        run.plot_path("efficiency_vs_eta.png"),
+        xlabel="particle eta",
+        ylabel="efficiency",
+        title="Efficiency vs eta",
     )
     plots.training_curves(result.history, run.plot_path("training.png"), keys=("loss", "val_f1", "val_auc"))
     for e in per_event[: cfg.eval.displays]:
@@ -244,6 +258,8 @@ def _evaluate(model, val, test, cfg: TrackingConfig, run: Run, graph_report: dic
         "graph": graph_report,
         "edge_efficiency_vs_pt": eff_pt,
         "edge_efficiency_vs_eta": eff_eta,
+        "track_efficiency_vs_pt": track_pt,
+        "track_efficiency_vs_eta": track_eta,
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
     }
@@ -271,6 +287,18 @@ def _markdown(r: dict, devices: str) -> str:
         "|---:|---:|---:|---:|",
         f"| {k['score']:.4f} | {k['score_pt']:.4f} | {k['efficiency']:.4f} | {k['fake_rate']:.4f} |",
         "",
+        "## Efficiency vs particle pT (test events)",
+        "",
+        "| pT [GeV] | true edges kept | particles found | particles |",
+        "|---|---:|---:|---:|",
+    ]
+    e_pt, t_pt = r["edge_efficiency_vs_pt"], r["track_efficiency_vs_pt"]
+    for i, (lo, hi) in enumerate(zip(t_pt["edges"][:-1], t_pt["edges"][1:])):
+        if t_pt["n"][i] > 0:
+            edge_eff, track_eff = e_pt["efficiency"][i], t_pt["efficiency"][i]
+            lines.append(f"| {lo:g}-{hi:g} | {edge_eff:.4f} | {track_eff:.4f} | {t_pt['n'][i]} |")
+    lines += [
+        "",
         "## Graph construction (test events)",
         "",
         "| method | efficiency | purity | edges/event |",
@@ -285,6 +313,7 @@ def _markdown(r: dict, devices: str) -> str:
         "",
         "![ROC](plots/roc.png)",
         "![efficiency vs pT](plots/efficiency_vs_pt.png)",
+        "![efficiency vs eta](plots/efficiency_vs_eta.png)",
         "![training](plots/training.png)",
         "![event display](plots/event_display.png)",
         "",

@@ -321,6 +321,48 @@ def binned_mean(
     return _save(fig, path, title)
 
 
+def binned_curves(
+    edges: Any,
+    series: Mapping[str, tuple[Any, Any]],
+    path: PathLike,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    log_x: bool = False,
+) -> Path | None:
+    """Already-binned values with errors: edges [K+1]; series maps a name to (values [K], errors [K]).
+
+    For efficiencies counted elsewhere (e.g. summed over events); NaN bins are left out.
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    fig, ax = _figure()
+    if fig is None:
+        return None
+    centers = np.sqrt(edges[1:] * edges[:-1]) if log_x else (edges[1:] + edges[:-1]) / 2
+    xerr = np.stack([centers - edges[:-1], edges[1:] - centers])
+    for name, (values, errors) in series.items():
+        values, errors = np.asarray(values, np.float64), np.asarray(errors, np.float64)
+        keep = np.isfinite(values)
+        ax.errorbar(
+            centers[keep],
+            values[keep],
+            yerr=np.where(np.isfinite(errors), errors, 0.0)[keep],
+            xerr=xerr[:, keep],
+            fmt="o",
+            markersize=3,
+            capsize=2,
+            label=name,
+        )
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    return _save(fig, path, title)
+
+
 def scatter_2d(
     points: Any,
     labels: Any,

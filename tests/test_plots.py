@@ -76,6 +76,17 @@ def _calls(tmp):
             ),
         ),
         (
+            "binned_curves",
+            lambda: plots.binned_curves(
+                [0.1, 1.0, 10.0, 100.0],
+                {"tracks": ([0.5, np.nan, 0.9], [0.1, np.nan, 0.02]), "edges": ([0.6, 0.8, 0.95], [0.0] * 3)},
+                tmp / "curves.png",
+                xlabel="pT [GeV]",
+                ylabel="efficiency",
+                log_x=True,
+            ),
+        ),
+        (
             "scatter",
             lambda: plots.scatter_2d(
                 RNG.normal(size=(90, 2)), np.arange(90) % 3, NAMES, tmp / "sub" / "emb.png"

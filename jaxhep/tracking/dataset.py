@@ -95,8 +95,13 @@ def load_graphs(
     return graphs, prefixes
 
 
-def split(graphs: list[EventGraph], prefixes: list[str], cfg: DataConfig) -> tuple[Split, Split, Split]:
-    """Train / validation / test by event (last events are test, the ones before validation)."""
+def split(
+    graphs: list[EventGraph], prefixes: list[str], cfg: DataConfig, bidirectional: bool | None = None
+) -> tuple[Split, Split, Split]:
+    """Train / validation / test by event (last events are test, the ones before validation).
+
+    bidirectional: the model's setting, to store each graph's `message_order` (None: none stored).
+    """
     n_test, n_val = cfg.test_events, cfg.val_events
     parts = (
         slice(0, len(graphs) - n_val - n_test),
@@ -108,7 +113,7 @@ def split(graphs: list[EventGraph], prefixes: list[str], cfg: DataConfig) -> tup
     out = []
     for part in parts:
         gs = graphs[part]
-        out.append(Split(stack_graphs(gs, n_node, n_edge), gs, prefixes[part]))
+        out.append(Split(stack_graphs(gs, n_node, n_edge, bidirectional), gs, prefixes[part]))
     return tuple(out)
 
 

@@ -8,7 +8,14 @@ from jaxhep import metrics
 from jaxhep.tracking.graph import EventGraph
 from jaxhep.tracking.io import read_event
 from jaxhep.tracking.score import hit_particle_pt, trackml_score, trackml_score_above_pt
-from jaxhep.tracking.tracks import build_tracks, hit_particle_eta, tracking_metrics
+from jaxhep.tracking.tracks import (
+    BinnedEfficiency,
+    build_tracks,
+    efficiency_vs_eta,
+    efficiency_vs_pt,
+    hit_particle_eta,
+    tracking_metrics,
+)
 
 PT_BINS = np.array([0.1, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0])
 ETA_BINS = np.linspace(-4, 4, 17)
@@ -17,16 +24,21 @@ ETA_BINS = np.linspace(-4, 4, 17)
 def edge_efficiency_vs(
     graphs: list[EventGraph], scores: list[np.ndarray], threshold: float, key: str, bins: np.ndarray
 ) -> dict:
-    """Fraction of true edges scored above threshold, binned in the particle's pT or eta."""
-    values = np.concatenate([getattr(g, key)[g.labels > 0] for g in graphs])
-    found = np.concatenate([s[g.labels > 0] >= threshold for g, s in zip(graphs, scores)])
+    """Fraction of true edges scored above threshold, binned in the particle's pT or eta.
+
+    Every true edge counts (edge_pt > 0), also those below the training pT cut, whose labels are 0:
+    the curve then shows how the classifier treats particles it was not trained to keep.
+    """
+    values = np.concatenate([getattr(g, key)[g.edge_pt > 0] for g in graphs])
+    found = np.concatenate([s[g.edge_pt > 0] >= threshold for g, s in zip(graphs, scores)])
     idx = np.digitize(values, bins) - 1
     ok = (idx >= 0) & (idx < len(bins) - 1)
     n = np.bincount(idx[ok], minlength=len(bins) - 1)
     k = np.bincount(idx[ok], weights=found[ok], minlength=len(bins) - 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         eff = k / n
-    return {"edges": bins.tolist(), "efficiency": eff.tolist(), "n": n.tolist()}
+        err = np.sqrt(eff * (1 - eff) / n)
+    return {"edges": bins.tolist(), "efficiency": eff.tolist(), "error": err.tolist(), "n": n.tolist()}
 
 
 def event_tracks(
@@ -44,6 +56,7 @@ def event_tracks(
     # truth rows follow the hits file order, as do the graph's nodes (checked)
     assert np.array_equal(np.asarray(truth["hit_id"]), graph.hit_id)
     tm = tracking_metrics(truth["particle_id"], track_id, hit_pt, pt_min=pt_min)
+    hit_eta = hit_particle_eta(truth["particle_id"], particles)
     return {
         "track_id": track_id,
         "score": score,
@@ -51,8 +64,27 @@ def event_tracks(
         **tm,
         "hits": hits,
         "hit_pt": hit_pt,
-        "hit_eta": hit_particle_eta(truth["particle_id"], particles),
+        "hit_eta": hit_eta,
         "particle_id": np.asarray(truth["particle_id"]),
+        # Track efficiency of the particles with >= 5 hits: vs pT (all pT) and vs eta (pT > pt_min).
+        "track_eff_pt": efficiency_vs_pt(truth["particle_id"], track_id, hit_pt, bins=PT_BINS),
+        "track_eff_eta": efficiency_vs_eta(
+            truth["particle_id"], track_id, hit_pt, hit_eta, bins=ETA_BINS, pt_min=pt_min
+        ),
+    }
+
+
+def sum_efficiencies(parts: list[BinnedEfficiency]) -> dict:
+    """Per-event binned efficiencies (same edges) summed over events: counts added, then divided."""
+    n = np.sum([p.n_particles for p in parts], axis=0)
+    k = np.sum([p.n_found for p in parts], axis=0)
+    eff = np.divide(k, n, out=np.full(len(n), np.nan), where=n > 0)
+    err = np.sqrt(np.divide(eff * (1 - eff), n, out=np.full(len(n), np.nan), where=n > 0))
+    return {
+        "edges": np.asarray(parts[0].edges).tolist(),
+        "efficiency": eff.tolist(),
+        "error": err.tolist(),
+        "n": n.tolist(),
     }
 
 

@@ -12,6 +12,7 @@ from flax import nnx
 
 from jaxhep import losses, metrics
 from jaxhep.tracking.dataset import Split
+from jaxhep.tracking.model import batched_logits
 
 
 @dataclass(frozen=True)
@@ -21,11 +22,6 @@ class LossConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     hard_negative_ratio: float | None = None  # keep only the hardest negatives, this many per positive
-
-
-def batched_logits(model: nnx.Module, batch: dict) -> jax.Array:
-    """Edge logits [G, E] of a stack of padded graphs [G, ...] (vmapped over G; shards with G)."""
-    return nnx.vmap(lambda m, g: m(g), in_axes=(None, 0))(model, batch)
 
 
 def auto_pos_weight(train: Split) -> float:

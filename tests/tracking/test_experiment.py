@@ -11,9 +11,9 @@ from experiments import tracking as tracking_experiment
 from jaxhep.mesh import make_mesh
 from jaxhep.pipeline import EpochPlan
 from jaxhep.tracking import dataset
-from jaxhep.tracking.model import EdgeClassifier, EdgeClassifierConfig
+from jaxhep.tracking.model import EdgeClassifier, EdgeClassifierConfig, batched_logits
 from jaxhep.tracking.tracks import read_submission
-from jaxhep.tracking.training import LossConfig, auto_pos_weight, batched_logits, make_loss_fn
+from jaxhep.tracking.training import LossConfig, auto_pos_weight, make_loss_fn
 from jaxhep.train import TrainConfig, Trainer
 
 
@@ -45,7 +45,7 @@ def test_quick_run_writes_report_and_a_valid_submission(dirs):
     report = json.loads((run.path / "metrics.json").read_text())
     assert 0.0 <= report["tracks"]["score"] <= 1.0 and 0.5 <= report["test"]["auc"] <= 1.0
     assert set(report["graph"]) == {"geometric", "knn"}
-    assert {"roc.png", "efficiency_vs_pt.png", "event_display.png"} <= {
+    assert {"roc.png", "efficiency_vs_pt.png", "efficiency_vs_eta.png", "event_display.png"} <= {
         p.name for p in (run.path / "plots").iterdir()
     }
     sub = read_submission(run.path / "submission.csv")
@@ -61,7 +61,7 @@ def test_quick_run_writes_report_and_a_valid_submission(dirs):
 def test_loss_stays_finite_and_falls_over_hundreds_of_steps(dirs):
     cfg = dataset.DataConfig(n_events=8, pileup=5.0, val_events=1, test_events=1)
     graphs, prefixes = dataset.load_graphs(cfg, dirs["data"])
-    train, _, _ = dataset.split(graphs, prefixes, cfg)
+    train, _, _ = dataset.split(graphs, prefixes, cfg, bidirectional=True)
     model = EdgeClassifier(EdgeClassifierConfig(width=16, heads=2, layers=2), rngs=nnx.Rngs(0))
     tcfg = TrainConfig(batch_size=2, steps_per_call=25, learning_rate=3e-3, progress=False)
     mesh = make_mesh(jax.devices()[:2])

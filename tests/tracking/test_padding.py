@@ -105,3 +105,19 @@ def test_graphs_tuple_agrees_with_jraph():
     node_mask, edge_mask = masks(jax.tree.map(jnp.asarray, stacked))
     np.testing.assert_array_equal(node_mask, stacked["node_mask"])
     np.testing.assert_array_equal(edge_mask, stacked["edge_mask"])
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_stored_message_order_sorts_the_padded_message_edges(bidirectional):
+    graphs = [random_graph(40, 100, 1), random_graph(90, 300, 2)]
+    stacked = stack_graphs(graphs, bidirectional=bidirectional)
+    assert "message_order" not in stack_graphs(graphs)
+    n_edge = stacked["senders"].shape[1]
+    chex.assert_shape(stacked["message_order"], (2, 2 * n_edge if bidirectional else n_edge))
+    chex.assert_type(stacked["message_order"], np.int32)
+    for i in range(2):
+        s, r = stacked["senders"][i], stacked["receivers"][i]
+        mp_receivers = np.concatenate([r, s]) if bidirectional else r
+        order = stacked["message_order"][i]
+        assert np.all(np.diff(mp_receivers[order]) >= 0)  # sorted by receiver
+        np.testing.assert_array_equal(np.sort(order), np.arange(len(mp_receivers)))  # a permutation
