@@ -110,3 +110,39 @@ def load_weights(path: str | Path, abstract_state):
         raise InputError(path, "no saved weights here (was the training finished?)")
     with ocp.StandardCheckpointer() as ckptr:
         return ckptr.restore(path, abstract_state)
+
+
+def save_model(directory: str | Path, model, meta: dict) -> Path:
+    """A finished model folder: `weights/` (its variables) + `model.json` (meta + weights path).
+
+    model.json is written last, by a rename, so its presence means the folder is complete
+    (what a resumed run checks before training again). Only the primary process writes.
+    """
+    import json
+
+    from flax import nnx
+
+    from jaxhep.runs import is_primary
+
+    directory = Path(directory)
+    save_weights(directory / "weights", nnx.state(model))
+    if is_primary():
+        record = {**meta, "weights": str((directory / "weights").absolute())}
+        tmp = directory / ".model.json.tmp"
+        tmp.write_text(json.dumps(record, indent=2, default=float))
+        tmp.replace(directory / "model.json")
+    return directory / "model.json"
+
+
+def load_model(directory: str | Path, build) -> tuple[Any, dict]:
+    """(model in eval mode, meta) of a folder from `save_model`; build(meta) -> an initialised model."""
+    import json
+
+    from flax import nnx
+
+    meta = json.loads((Path(directory) / "model.json").read_text())
+    model = build(meta)
+    model.eval()
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.state(model))
+    nnx.update(model, load_weights(meta["weights"], abstract))
+    return model, meta

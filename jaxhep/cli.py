@@ -72,6 +72,7 @@ def setup_runtime(args: argparse.Namespace) -> Runtime:
     """Start multi-host JAX if asked, pick the devices, build the data-parallel mesh."""
     from jaxhep import mesh as mesh_lib
 
+    mesh_lib.add_cpu_xla_flags()
     mesh_lib.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     devices = mesh_lib.select_devices(args.platform)
     if args.devices is not None:

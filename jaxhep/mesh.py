@@ -28,6 +28,23 @@ _HINTS = {
 }
 
 
+# XLA:CPU flags every jaxhep process wants (they touch the CPU backend only; GPUs and TPUs
+# ignore them). YNNPACK's fusion of single convolutions makes convolution networks 2x slower
+# on the x86 CPUs we measured, and ~10x slower inside loops (lax.scan / lax.map): with it
+# off, XLA's Eigen convolutions run (BUILD_NOTES.md, e/gamma and DUNE speed).
+CPU_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
+
+
+def add_cpu_xla_flags() -> None:
+    """Append CPU_XLA_FLAGS to XLA_FLAGS unless set there already; effective only before JAX
+    starts its backends (the first computation or device query)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    for flag in CPU_XLA_FLAGS:
+        if flag.split("=")[0] not in flags:
+            flags = f"{flags} {flag}".strip()
+    os.environ["XLA_FLAGS"] = flags
+
+
 def initialize_distributed(
     coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
 ) -> None:

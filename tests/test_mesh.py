@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import types
 
 import jax
@@ -169,3 +170,17 @@ def test_initialize_distributed_passes_explicit_arguments(distributed_calls):
     finally:
         jax.config.update("jax_cpu_collectives_implementation", before)
     assert distributed_calls == [(("localhost:1234",), {"num_processes": 2, "process_id": 1})]
+
+
+def test_cpu_xla_flags_are_added_once_and_keep_the_users(monkeypatch):
+    from jaxhep.mesh import CPU_XLA_FLAGS, add_cpu_xla_flags
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    add_cpu_xla_flags()
+    add_cpu_xla_flags()
+    flags = os.environ["XLA_FLAGS"].split()
+    assert flags[0] == "--xla_dump_to=/tmp/x" and flags.count(CPU_XLA_FLAGS[0]) == 1
+    # A user's own setting of the same flag wins.
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
+    add_cpu_xla_flags()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type="

@@ -10,7 +10,7 @@ from flax import nnx
 
 from jaxhep.errors import NonFiniteLossError
 from jaxhep.mesh import make_mesh, shard_batch
-from jaxhep.train import TrainConfig, Trainer, fit
+from jaxhep.train import TrainConfig, Trainer, fit, predict_with
 from tests.toy import ToyMLP, toy_data, toy_fns
 
 CFG = TrainConfig(epochs=2, batch_size=64, steps_per_call=4, progress=False, patience=5)
@@ -139,3 +139,25 @@ def test_batch_not_divisible_by_devices_is_a_clear_error():
     with pytest.raises(DeviceError, match="not divisible by the 8 devices"):
         fit(trainer, read, 256, validate, "/tmp/unused-ckpt")
     assert jnp.isfinite(0.0)
+
+
+def test_predict_with_equals_the_model_in_eval_mode_and_drops_padding():
+    x, y = toy_data(300)
+    _, _, predict_fn, _ = toy_fns(x, y)
+    model = ToyMLP()
+    out = predict_with(model, lambda m, b: {"logits": predict_fn(m, b)}, lambda i: {"x": x[i]}, 300, 128)
+    assert out["logits"].shape == (300, 3)
+    model.eval()
+    np.testing.assert_allclose(out["logits"], np.asarray(model(jnp.asarray(x))), rtol=1e-5, atol=1e-6)
+
+
+def test_warmup_longer_than_the_run_still_gives_a_schedule():
+    from jaxhep.train import make_optimizer
+
+    cfg = TrainConfig(schedule="warmup_cosine", warmup_steps=200, learning_rate=0.1)
+    tx = make_optimizer(cfg, total_steps=3)  # optax alone raises on negative decay steps
+    params = {"w": jnp.ones(2)}
+    state = tx.init(params)
+    for _ in range(3):
+        updates, state = tx.update({"w": jnp.ones(2)}, state, params)
+        assert np.all(np.isfinite(updates["w"]))

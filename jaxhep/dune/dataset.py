@@ -1,0 +1,112 @@
+"""The sample of one DUNE task: NPZ file (simulated on first use) -> rows -> train / val / test.
+
+Tasks and what they read (`jaxhep.dune.io` key groups):
+
+    direction  ES events (5-50 MeV electrons): images_u/v/x -> direction [3]; energy for the plots
+    channel    ES + CC events ("mixed"): volume_x -> interaction (0 ES, 1 CC); training rows balanced
+    maintrack  X-plane clusters of ES events: mt_images -> mt_label (1 main track, 0 background);
+               split by event (mt_event), so no event has clusters on both sides of a split
+
+Images stay memory-mapped in the file; only row numbers and small label columns live in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jaxhep.dune.io import CHANNEL_KEYS, DIRECTION_KEYS, MAINTRACK_KEYS, NpzSource, balanced_indices, load_npz
+from jaxhep.dune.simulate import default_path, simulate_dataset
+from jaxhep.errors import InputError
+
+TASKS = ("direction", "channel", "maintrack")
+SIM_KIND = {"direction": "es", "channel": "mixed", "maintrack": "es"}
+KEYS = {"direction": DIRECTION_KEYS, "channel": CHANNEL_KEYS, "maintrack": (*MAINTRACK_KEYS, "mt_event")}
+LABEL = {"channel": "interaction", "maintrack": "mt_label"}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str | None = None  # NPZ file; None = the simulated default of the task
+    n_events: int = 50_000  # simulated events (the seed's three_plane_matched_50k)
+    sim_seed: int = 0
+    split_seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    max_rows: int | None = None  # use only the first N rows (smoke runs)
+
+
+@dataclass
+class DuneData:
+    task: str
+    source: NpzSource
+    rows: dict[str, np.ndarray]  # "train" / "val" / "test" -> source rows
+
+    def reader(self, part: str):
+        """read_rows(positions) of a split: positions [0, n) -> rows of the source."""
+        return SplitRows(self.source, self.rows[part])
+
+    def column(self, key: str, part: str) -> np.ndarray:
+        """A small column (label, energy, direction) of a split [n, ...], from the memory map."""
+        return np.asarray(load_npz(self.source.path, [key])[key][self.rows[part]])
+
+
+class SplitRows:
+    """Picklable read_rows of one split (grain workers): positions -> the split's rows."""
+
+    def __init__(self, source: NpzSource, rows: np.ndarray):
+        self.source, self.rows = source, np.asarray(rows, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __call__(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        return self.source.read_rows(self.rows[np.asarray(positions, np.int64)])
+
+
+def data_path(task: str, cfg: DataConfig, data_dir: str | os.PathLike) -> Path:
+    """The task's NPZ: cfg.path, or its simulated default under data_dir (made once)."""
+    if cfg.path:
+        path = Path(cfg.path)
+        if not path.exists():
+            raise InputError(path, "no such file")
+        return path
+    kind = SIM_KIND[task]
+    path = default_path(data_dir, cfg.n_events, cfg.sim_seed, kind)
+    return simulate_dataset(path, cfg.n_events, cfg.sim_seed, kind)
+
+
+def load(task: str, cfg: DataConfig, data_dir: str | os.PathLike) -> DuneData:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, not {task!r}")
+    source = NpzSource(data_path(task, cfg, data_dir), KEYS[task])
+    n = len(source) if cfg.max_rows is None else min(len(source), cfg.max_rows)
+    if n < 10:
+        raise InputError(source.path, f"{n} rows for task {task!r}: too few to split")
+    rng = np.random.default_rng(cfg.split_seed)
+    if task == "maintrack":
+        # Split events, then take their clusters.
+        event = np.asarray(load_npz(source.path, ["mt_event"])["mt_event"][:n])
+        parts = _split(np.unique(event), cfg, rng)
+        rows = {name: np.flatnonzero(np.isin(event, ev)) for name, ev in parts.items()}
+    else:
+        rows = _split(np.arange(n), cfg, rng)
+    if task == "channel":
+        # ES and CC equally often in training (the seed's balanced sampling); val / test as they come.
+        labels = np.asarray(load_npz(source.path, ["interaction"])["interaction"])[rows["train"]]
+        rows["train"] = rows["train"][balanced_indices(labels, cfg.split_seed)]
+    return DuneData(task, source, rows)
+
+
+def _split(items: np.ndarray, cfg: DataConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    items = rng.permutation(items)
+    n_test = int(round(cfg.test_fraction * len(items)))
+    n_val = int(round(cfg.val_fraction * len(items)))
+    return {
+        "test": np.sort(items[:n_test]),
+        "val": np.sort(items[n_test : n_test + n_val]),
+        "train": np.sort(items[n_test + n_val :]),
+    }

@@ -1,0 +1,280 @@
+"""CNNs for the DUNE supernova-electron tasks (issue #6), in Flax NNX, channels-last.
+
+Inputs are the batch dicts of `jaxhep.dune.io` (`NpzSource.read_rows`), float32 in [0, 1]:
+
+    images_u, images_v, images_x   [B, 128, 16]   main cluster per plane (time ticks, channels)
+    volume_x                       [B, 128, 64]   collection plane around the cluster (channel tagging)
+    mt_images                      [B, 128, 16]   X-plane clusters (main-track identification)
+
+Networks (all built from the same two blocks, `ConvBranch` and `MLPHead`):
+
+- `ThreePlaneCNN`: one `ConvBranch` per plane U, V, X, each with its own depth and filter growth
+  (the seed's "diverse architectures"), features concatenated -> MLP -> 3-vector -> unit vector [B, 3].
+- `SinglePlaneCNN`: the X branch alone (the X entries of the same `DirectionConfig`) -> [B, 3].
+- `ClusterClassifier`: one branch on `cfg.input_key` -> MLP -> one logit [B] (channel tagging ES = 0
+  vs CC = 1 on `volume_x` with label `interaction`; main track 1 vs background 0 on `mt_images` with
+  label `mt_label`).
+
+A branch stage is Conv(k x k) -> BatchNorm -> ReLU -> [SpatialAttention] -> MaxPool(2); the pool
+halves an axis only while it stays >= 2 pixels (16 channels allow 3 halvings, 128 ticks 6). The branch
+ends with global average and max pooling, concatenated ([B, 2 F]): the images are mostly zeros, and
+the max keeps a small bright feature that the mean dilutes.
+
+Conventions as in `jaxhep.pid.models`: a frozen dataclass config, `dtype` the compute dtype
+("float32" | "bfloat16"; parameters stay float32, outputs are float32), dropout keys passed at call
+time (`rngs: nnx.Rngs | None`; needed in train mode when dropout > 0, as `nnx.Dropout` demands),
+BatchNorm and dropout switched with `model.train()` / `model.eval()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+
+PLANES = ("u", "v", "x")
+PLANE_KEYS = {"u": "images_u", "v": "images_v", "x": "images_x"}
+
+
+@dataclass(frozen=True)
+class BranchSpec:
+    """Shape of one convolutional branch (derived from a model config, not configured directly)."""
+
+    depth: int
+    base_filters: int
+    growth: float  # filters of stage s = base_filters * growth**s (1 = constant, 2 = doubling)
+    kernel: int
+    attention: bool
+    attention_kernel: int
+    max_filters: int
+
+    def filters(self) -> tuple[int, ...]:
+        """Output channels of each stage."""
+        return tuple(
+            max(1, min(self.max_filters, round(self.base_filters * self.growth**s)))
+            for s in range(self.depth)
+        )
+
+
+@dataclass(frozen=True)
+class DirectionConfig:
+    """Electron-direction CNNs. Per-plane tuples are in (U, V, X) order; defaults after the seed's
+    three-plane attention model (kernel 5, 32 filters, 2 dense layers of 512, dropout 0.3, U/V/X depths
+    base-1 / base / base+1 with different filter growth)."""
+
+    depths: tuple[int, int, int] = (3, 3, 4)  # conv stages of the U, V, X branches
+    growth: tuple[float, float, float] = (1.0, 1.5, 2.0)  # filter growth per stage, per plane
+    base_filters: int = 32
+    max_filters: int = 256
+    kernel: int = 5
+    attention: bool = True  # a spatial attention block in every stage
+    attention_kernel: int = 7  # conv over the [avg, max] maps; 1 = the seed's 1x1 conv
+    dense: tuple[int, ...] = (512, 512)
+    dropout: float = 0.3
+    dtype: str = "float32"  # compute dtype: float32 | bfloat16
+
+    def branch(self, plane: str) -> BranchSpec:
+        i = PLANES.index(plane)
+        return BranchSpec(
+            self.depths[i],
+            self.base_filters,
+            self.growth[i],
+            self.kernel,
+            self.attention,
+            self.attention_kernel,
+            self.max_filters,
+        )
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Binary CNN classifier on one image key (one logit out)."""
+
+    input_key: str = "volume_x"  # "volume_x" (channel tagging) | "mt_images" (main track)
+    depth: int = 4
+    growth: float = 2.0
+    base_filters: int = 32
+    max_filters: int = 256
+    kernel: int = 3
+    attention: bool = True
+    attention_kernel: int = 7
+    dense: tuple[int, ...] = (256,)
+    dropout: float = 0.3
+    dtype: str = "float32"
+
+    def branch(self) -> BranchSpec:
+        return BranchSpec(
+            self.depth,
+            self.base_filters,
+            self.growth,
+            self.kernel,
+            self.attention,
+            self.attention_kernel,
+            self.max_filters,
+        )
+
+
+CHANNEL_TAGGING = ClassifierConfig(input_key="volume_x")
+MAIN_TRACK = ClassifierConfig(input_key="mt_images", depth=3, dense=(128,))
+
+
+def safe_unit(v: Array, eps: float = 1e-12) -> Array:
+    """v / |v| over the last axis in float32, finite value and gradient at v = 0 (gives 0 there)."""
+    v = v.astype(jnp.float32)
+    return v * jax.lax.rsqrt(jnp.maximum(jnp.sum(v * v, axis=-1, keepdims=True), eps))
+
+
+class SpatialAttention(nnx.Module):
+    """CBAM-style spatial attention: x * sigmoid(conv([mean_c x, max_c x])).
+
+    x: [B, H, W, C] -> same shape. The gate [B, H, W, 1] lies in (0, 1); the conv has 2 inputs,
+    1 output and a k x k kernel (k = 1: the seed's 1x1 conv, a per-pixel function of the two maps).
+    """
+
+    def __init__(self, kernel: int = 7, dtype=jnp.float32, *, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(2, 1, (kernel, kernel), padding="SAME", dtype=dtype, rngs=rngs)
+
+    def gate(self, x: Array) -> Array:
+        """[B, H, W, C] -> [B, H, W, 1] in (0, 1)."""
+        pooled = jnp.concatenate([x.mean(-1, keepdims=True), x.max(-1, keepdims=True)], axis=-1)
+        return nnx.sigmoid(self.conv(pooled))
+
+    def __call__(self, x: Array) -> Array:
+        return x * self.gate(x).astype(x.dtype)
+
+
+def _pool_window(h: int, w: int) -> tuple[int, int]:
+    """Halve an axis only while it stays >= 2 pixels."""
+    return (2 if h >= 4 else 1, 2 if w >= 4 else 1)
+
+
+class ConvBranch(nnx.Module):
+    """Stages of Conv -> BatchNorm -> ReLU -> [SpatialAttention] -> MaxPool, then global avg+max pool.
+
+    image [B, H, W] (one channel) or [B, H, W, C_in] -> features [B, 2 * filters[-1]] (compute dtype).
+    """
+
+    def __init__(self, spec: BranchSpec, in_channels: int = 1, dtype=jnp.float32, *, rngs: nnx.Rngs):
+        if spec.depth < 1:
+            raise ValueError(f"a branch needs depth >= 1, got {spec.depth}")
+        filters = spec.filters()
+        sizes = (in_channels, *filters)
+        k = (spec.kernel, spec.kernel)
+        self.convs = nnx.List(
+            [
+                nnx.Conv(a, b, k, padding="SAME", use_bias=False, dtype=dtype, rngs=rngs)
+                for a, b in zip(sizes, sizes[1:])
+            ]
+        )
+        self.norms = nnx.List([nnx.BatchNorm(b, momentum=0.99, dtype=dtype, rngs=rngs) for b in filters])
+        self.attention = (
+            nnx.List([SpatialAttention(spec.attention_kernel, dtype, rngs=rngs) for _ in filters])
+            if spec.attention
+            else None
+        )
+        self.out_features = 2 * filters[-1]
+        self.dtype = dtype
+
+    def __call__(self, image: Array) -> Array:
+        h = image[..., None] if image.ndim == 3 else image
+        h = h.astype(self.dtype)
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            h = nnx.relu(norm(conv(h)))
+            if self.attention is not None:
+                h = self.attention[i](h)
+            window = _pool_window(h.shape[1], h.shape[2])
+            if window != (1, 1):
+                h = nnx.max_pool(h, window, strides=window)
+        return jnp.concatenate([h.mean(axis=(1, 2)), h.max(axis=(1, 2))], axis=-1)
+
+
+class MLPHead(nnx.Module):
+    """Dense -> ReLU -> Dropout per hidden width, then Dense(n_out): [B, F] -> [B, n_out] float32."""
+
+    def __init__(
+        self, n_in: int, hidden: tuple[int, ...], n_out: int, dropout: float, dtype=jnp.float32, *, rngs
+    ):
+        sizes = (n_in, *hidden)
+        self.layers = nnx.List([nnx.Linear(a, b, dtype=dtype, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
+        self.dropout = nnx.Dropout(dropout)
+        self.out = nnx.Linear(sizes[-1], n_out, dtype=dtype, rngs=rngs)
+
+    def __call__(self, h: Array, rngs: nnx.Rngs | None = None) -> Array:
+        for layer in self.layers:
+            h = self.dropout(nnx.relu(layer(h)), rngs=rngs)
+        return self.out(h).astype(jnp.float32)
+
+
+class DirectionCNN(nnx.Module):
+    """One `ConvBranch` per plane in `planes`, concatenated -> `MLPHead` -> unit 3-vector.
+
+    batch {images_u, images_v, images_x: [B, 128, 16]} (only the planes used) -> [B, 3] float32,
+    |out| = 1 (0 only for an exactly zero raw output).
+    """
+
+    def __init__(self, cfg: DirectionConfig = DirectionConfig(), planes: tuple[str, ...] = PLANES, *, rngs):
+        dtype = jnp.dtype(cfg.dtype)
+        unknown = set(planes) - set(PLANES)
+        if unknown or not planes:
+            raise ValueError(f"planes must be a non-empty subset of {PLANES}, got {planes}")
+        self.planes = tuple(planes)
+        self.branches = nnx.List([ConvBranch(cfg.branch(p), 1, dtype, rngs=rngs) for p in self.planes])
+        n_features = sum(b.out_features for b in self.branches)
+        self.head = MLPHead(n_features, cfg.dense, 3, cfg.dropout, dtype, rngs=rngs)
+
+    def raw(self, batch: dict, rngs: nnx.Rngs | None = None) -> Array:
+        """The head's 3-vector before normalisation, [B, 3] float32."""
+        feats = [branch(batch[PLANE_KEYS[p]]) for p, branch in zip(self.planes, self.branches)]
+        return self.head(jnp.concatenate(feats, axis=-1), rngs=rngs)
+
+    def __call__(self, batch: dict, rngs: nnx.Rngs | None = None) -> Array:
+        return safe_unit(self.raw(batch, rngs))
+
+
+class ThreePlaneCNN(DirectionCNN):
+    """U, V and X branches (own depth and filter growth each) -> [B, 3] unit vectors."""
+
+    def __init__(self, cfg: DirectionConfig = DirectionConfig(), *, rngs: nnx.Rngs):
+        super().__init__(cfg, PLANES, rngs=rngs)
+
+
+class SinglePlaneCNN(DirectionCNN):
+    """The X (collection) branch of `cfg` alone: batch {images_x [B, 128, 16]} -> [B, 3] unit vectors."""
+
+    def __init__(self, cfg: DirectionConfig = DirectionConfig(), *, rngs: nnx.Rngs):
+        super().__init__(cfg, ("x",), rngs=rngs)
+
+
+class ClusterClassifier(nnx.Module):
+    """One `ConvBranch` on batch[cfg.input_key] -> `MLPHead` -> one logit.
+
+    batch {input_key: [B, H, W]} (volume_x [B, 128, 64] or mt_images [B, 128, 16]) -> logits [B]
+    float32; sigmoid(logit) = P(CC) for channel tagging, P(main track) for main-track identification.
+    """
+
+    def __init__(self, cfg: ClassifierConfig = CHANNEL_TAGGING, *, rngs: nnx.Rngs):
+        dtype = jnp.dtype(cfg.dtype)
+        self.input_key = cfg.input_key
+        self.branch = ConvBranch(cfg.branch(), 1, dtype, rngs=rngs)
+        self.head = MLPHead(self.branch.out_features, cfg.dense, 1, cfg.dropout, dtype, rngs=rngs)
+
+    def __call__(self, batch: dict, rngs: nnx.Rngs | None = None) -> Array:
+        return self.head(self.branch(batch[self.input_key]), rngs=rngs)[:, 0]
+
+
+MODELS = {"three_plane": ThreePlaneCNN, "single_plane": SinglePlaneCNN, "classifier": ClusterClassifier}
+
+
+def build_model(
+    name: str, cfg: DirectionConfig | ClassifierConfig | None = None, seed: int = 0
+) -> nnx.Module:
+    """`name` in MODELS with parameters from `seed` (cfg None: the class default)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown DUNE model {name!r} ({', '.join(MODELS)})")
+    cls = MODELS[name]
+    rngs = nnx.Rngs(params=seed)
+    return cls(rngs=rngs) if cfg is None else cls(cfg, rngs=rngs)

@@ -1,0 +1,106 @@
+"""`python -m experiments.dune <task> --search N`: a resumable optuna search over the task's first
+network (one model per trial, `search_epochs` epochs), every trial's memory estimated first.
+
+The space covers what the seed's registry varied by hand: learning rate, batch size, filters,
+kernel, dense width, dropout, and (direction) the loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from jaxhep.dune import ensemble as ens
+from jaxhep.dune.dataset import LABEL
+from jaxhep.dune.training import NETWORKS, NetConfig, build, monitor, predict, train
+from jaxhep.memory import device_memory_bytes, estimate_trainer_step
+from jaxhep.search import run_search
+
+
+def space(task: str) -> dict:
+    out = {
+        "learning_rate": ("float", 1e-4, 3e-3, "log"),
+        "batch_size": ("categorical", [64, 128, 256, 512]),
+        "base_filters": ("categorical", [16, 32, 64]),
+        "kernel": ("categorical", [3, 5, 7]),
+        "dense": ("categorical", [128, 256, 512]),
+        "dropout": ("float", 0.0, 0.5),
+    }
+    if task == "direction":
+        out["loss"] = ("categorical", ["cosine", "angular", "focal_angular", "hybrid_angular"])
+    return out
+
+
+def net_for(task: str, base: NetConfig, p: dict) -> NetConfig:
+    """One model (no ensemble) with the trial's hyper-parameters."""
+    sizes = dict(base_filters=p["base_filters"], kernel=p["kernel"], dropout=p["dropout"])
+    if task == "direction":
+        direction = dataclasses.replace(base.direction, dense=(p["dense"], p["dense"]), **sizes)
+        return dataclasses.replace(base, direction=direction, members=1, loss=p["loss"])
+    cls = dataclasses.replace(getattr(base, task), dense=(p["dense"],), **sizes)
+    return dataclasses.replace(base, members=1, **{task: cls})
+
+
+def search(cfg, n_trials: int, data, runtime, dtype: str, train_cfg, workdir: str):
+    """Run (or resume) the study `dune-<task>-<network>`; returns the SearchResult."""
+    task, network = cfg.task, (cfg.networks or NETWORKS[cfg.task])[0]
+    metric, mode = monitor(task)
+    mesh = runtime.mesh
+
+    def trial_train_cfg(p):
+        return dataclasses.replace(
+            train_cfg,
+            epochs=cfg.search_epochs,
+            batch_size=p["batch_size"],
+            learning_rate=p["learning_rate"],
+            patience=cfg.search_epochs,
+        )
+
+    def memory_check(p):
+        net = net_for(task, cfg.net, p)
+        member_loss = ens.direction_loss(net.loss) if task == "direction" else ens.binary_loss(LABEL[task])
+        example = ens.WithRowIndex(data.reader("train"))(np.arange(1))
+        estimate = estimate_trainer_step(
+            lambda: build(task, network, net, dtype, train_cfg.seed),
+            ens.make_loss_fn(member_loss, net.bootstrap),
+            predict(task),
+            trial_train_cfg(p),
+            mesh,
+            example,
+        )
+        return estimate, device_memory_bytes(mesh.devices.flat[0])
+
+    def objective(p, run):
+        trained = train(
+            task,
+            network,
+            net_for(task, cfg.net, p),
+            trial_train_cfg(p),
+            data,
+            mesh,
+            run,
+            dtype,
+            directory=run.sub("model"),
+        )
+        best = [h[metric] for h in trained.history]
+        return {metric: float(min(best) if mode == "min" else max(best)), "epochs": len(best)}
+
+    result = run_search(
+        f"dune-{task}-{network}",
+        Path(workdir) / "dune" / "search",
+        n_trials,
+        objective,
+        space(task),
+        direction="minimize" if mode == "min" else "maximize",
+        memory_check=memory_check,
+        seed=train_cfg.seed,
+        registry_workdir=workdir,
+        task="dune",
+        metric=metric,
+        config={"task": task, "network": network, "search_epochs": cfg.search_epochs},
+    )
+    print(result.table(), flush=True)
+    print(f"[dune] best {metric} {result.best_value:.4g} with {result.best_params}", flush=True)
+    return result

@@ -1,0 +1,171 @@
+"""DUNE CNNs: shapes under jit, unit-norm directions, both dtypes, attention gate, classifiers.
+
+Real image sizes (128 x 16, 128 x 64), batch 4, tiny widths: compile time dominates on a CPU.
+"""
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxhep.dune import models
+from jaxhep.dune.models import (
+    ClassifierConfig,
+    ClusterClassifier,
+    DirectionConfig,
+    SinglePlaneCNN,
+    SpatialAttention,
+    ThreePlaneCNN,
+    safe_unit,
+)
+
+B = 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _quick_rng_compiles():
+    """Non-partitionable threefry for these tests: XLA:CPU compiles each program that draws random
+    numbers (parameter init, dropout, bootstrap weights) ~10x faster (0.3 s instead of 3-6 s here).
+    Only the random streams change; nothing below depends on their values."""
+    with jax.threefry_partitionable(False):
+        yield
+
+
+TINY = DirectionConfig(
+    depths=(1, 2, 3),
+    growth=(1.0, 1.5, 2.0),
+    base_filters=4,
+    max_filters=8,
+    kernel=3,
+    attention_kernel=3,
+    dense=(8,),
+    dropout=0.3,
+)
+
+
+def _images(rng, *shape):
+    """Mostly-zero images in [0, 1], like the simulator's."""
+    x = rng.random((B, *shape), dtype=np.float32)
+    return jnp.asarray(np.where(rng.random(x.shape) < 0.8, 0.0, x), jnp.float32)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    rng = np.random.default_rng(0)
+    out = {key: _images(rng, 128, 16) for key in ("images_u", "images_v", "images_x", "mt_images")}
+    out["volume_x"] = _images(rng, 128, 64)
+    return out
+
+
+@jax.jit
+def _norms(x):
+    return jnp.linalg.norm(x, axis=-1)
+
+
+def _conv_dtypes(model, batch):
+    """The operand dtypes of every convolution in the traced forward pass (no compilation)."""
+    graphdef, state = nnx.split(model)
+    jaxpr = jax.make_jaxpr(lambda s, b: nnx.merge(graphdef, s)(b, rngs=nnx.Rngs(dropout=0)))(state, batch)
+    convs = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+    assert convs
+    return {v.aval.dtype for e in convs for v in e.invars}
+
+
+def _stats(model):
+    return jax.tree.map(np.asarray, nnx.state(model, nnx.BatchStat))
+
+
+def _run(model, batch, key, check_eval: bool = True):
+    """Jitted train-mode call with dropout, then eval mode: (train_out, eval_out or None).
+
+    Checks on the way that BatchNorm statistics move in train mode and stay put in eval mode.
+    """
+    before = _stats(model)
+    model.train()
+    y_train = nnx.jit(lambda m, b, k: m(b, rngs=nnx.Rngs(dropout=k)))(model, batch, key)
+    trained = _stats(model)
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(trained)))
+    if not check_eval:
+        return y_train, None
+    model.eval()
+    eval_fn = nnx.jit(lambda m, b: m(b))
+    y_eval = eval_fn(model, batch)
+    np.testing.assert_array_equal(y_eval, eval_fn(model, batch))  # deterministic
+    jax.tree.map(np.testing.assert_array_equal, trained, _stats(model))  # statistics frozen
+    return y_train, y_eval
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("cls", [ThreePlaneCNN, SinglePlaneCNN])
+def test_direction_models_give_unit_vectors(batch, cls, dtype):
+    # bfloat16 programs compile ~2x slower on a CPU: one stage per branch is enough for the dtype check.
+    cfg = TINY if dtype == "float32" else dataclasses.replace(TINY, depths=(1, 1, 1), dtype=dtype)
+    model = cls(cfg, rngs=nnx.Rngs(params=0))
+    params = nnx.state(model, nnx.Param)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))  # params stay fp32
+    # SinglePlaneCNN gets images_x alone: it must not read the other planes.
+    inputs = batch if cls is ThreePlaneCNN else {"images_x": batch["images_x"]}
+    assert _conv_dtypes(model, inputs) == {jnp.dtype(dtype)}
+    outputs = _run(model, inputs, jax.random.PRNGKey(1), check_eval=dtype == "float32")
+    for y in filter(lambda y: y is not None, outputs):
+        chex.assert_shape(y, (B, 3))
+        chex.assert_type(y, jnp.float32)
+        chex.assert_tree_all_finite(y)
+        np.testing.assert_allclose(_norms(y), 1.0, atol=1e-5)
+
+
+def test_branches_follow_per_plane_depth_and_growth():
+    model = nnx.eval_shape(lambda: ThreePlaneCNN(TINY, rngs=nnx.Rngs(0)))
+    widths = [tuple(conv.kernel.shape[-1] for conv in branch.convs) for branch in model.branches]
+    assert widths == [(4,), (4, 6), (4, 8, 8)]  # U constant, V x1.5, X x2 capped at max_filters
+    assert model.planes == ("u", "v", "x")
+    single = nnx.eval_shape(lambda: SinglePlaneCNN(TINY, rngs=nnx.Rngs(0)))
+    assert single.planes == ("x",) and len(single.branches[0].convs) == 3
+    assert models.BranchSpec(4, 32, 2.0, 5, True, 7, 256).filters() == (32, 64, 128, 256)
+    assert models.BranchSpec(3, 32, 1.5, 5, True, 7, 256).filters() == (32, 48, 72)
+
+
+def test_spatial_attention_gate_in_unit_interval():
+    attn = SpatialAttention(kernel=3, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.PRNGKey(0), (B, 32, 8, 6))
+    gate, y = nnx.jit(lambda a, x: (a.gate(x), a(x)))(attn, x)
+    chex.assert_shape(gate, (B, 32, 8, 1))
+    chex.assert_shape(y, x.shape)
+    assert float(gate.min()) > 0.0 and float(gate.max()) < 1.0
+    np.testing.assert_allclose(y, x * gate, rtol=1e-6)
+    assert attn.conv.kernel.shape == (3, 3, 2, 1)  # [avg, max] in, one map out
+
+
+@pytest.mark.parametrize(
+    ("key", "width", "dtype"), [("volume_x", 64, "float32"), ("mt_images", 16, "bfloat16")]
+)
+def test_classifier_gives_one_logit(batch, key, width, dtype):
+    depth = 3 if dtype == "float32" else 1
+    cfg = ClassifierConfig(key, depth, 2.0, 4, 8, kernel=3, attention_kernel=3, dense=(8,), dtype=dtype)
+    model = ClusterClassifier(cfg, rngs=nnx.Rngs(params=0))
+    assert _conv_dtypes(model, batch) == {jnp.dtype(dtype)}
+    assert batch[key].shape == (B, 128, width)
+    for y in filter(lambda y: y is not None, _run(model, batch, jax.random.PRNGKey(2), dtype == "float32")):
+        chex.assert_shape(y, (B,))
+        chex.assert_type(y, jnp.float32)
+        chex.assert_tree_all_finite(y)
+
+
+def test_safe_unit_is_finite_at_zero():
+    v = jnp.array([[0.0, 0.0, 0.0], [3.0, 0.0, 4.0]])
+    out, grad = jax.jit(jax.value_and_grad(lambda v: safe_unit(v).sum()))(v)
+    np.testing.assert_allclose(safe_unit(v)[1], [0.6, 0.0, 0.8], rtol=1e-6)
+    assert np.isfinite(float(out)) and np.isfinite(np.asarray(grad)).all()
+
+
+def test_build_model_and_bad_inputs():
+    model = nnx.eval_shape(lambda: models.build_model("single_plane", TINY, seed=1))
+    assert isinstance(model, SinglePlaneCNN)
+    with pytest.raises(ValueError, match="unknown DUNE model"):
+        models.build_model("resnet")
+    with pytest.raises(ValueError, match="planes"):
+        models.DirectionCNN(TINY, ("w",), rngs=nnx.Rngs(0))
