@@ -92,6 +92,23 @@ class BatchIndexSource:
         return rows[self.local]
 
 
+class RowSubset:
+    """The `read_rows` of a subset of a table (a split): positions [0, len(rows)) -> `rows`.
+
+    What `training_batches` / `Trainer.predict_rows` index (they count 0..n-1). Picklable when
+    `read_rows` is (grain worker processes).
+    """
+
+    def __init__(self, read_rows: Callable[[np.ndarray], dict], rows: np.ndarray):
+        self.read_rows, self.rows = read_rows, np.asarray(rows, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __call__(self, positions: np.ndarray) -> dict:
+        return self.read_rows(self.rows[np.asarray(positions, np.int64)])
+
+
 def training_batches(
     read_rows: Callable[[np.ndarray], dict[str, np.ndarray]],
     plan: EpochPlan,

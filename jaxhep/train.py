@@ -70,10 +70,11 @@ class TrainConfig:
 def conv_friendly(cfg: TrainConfig, platform: str) -> TrainConfig:
     """One train step per compiled call on a CPU, for networks with convolutions.
 
-    XLA:CPU runs convolutions inside a while loop (the `lax.scan` of `steps_per_call` steps)
-    without its fast convolution path: the e/gamma ResNet-15 (widths 8-64, batch 128) took
-    8.8 s per step in a 4-step scan against 0.63 s with the scan unrolled and 1.1 s with one
-    step per call (BUILD_NOTES.md). Accelerators keep the fused steps.
+    XLA:CPU rewrites the convolutions of an autodiff backward pass into its fast NHWC library
+    calls only outside loops; inside the `lax.scan` of `steps_per_call` steps they run as
+    naive loops, 10-40x slower (BUILD_NOTES.md, e/gamma speed). One step per call runs
+    without a loop (`Trainer`). Models with `egamma.model.conv2d`'s own backward do not need
+    this. Accelerators keep the fused steps.
     """
     return dataclasses.replace(cfg, steps_per_call=1) if platform == "cpu" else cfg
 
@@ -165,6 +166,11 @@ class Trainer:
             )
             return new_state, {"loss": loss, "grad_norm": grad_norm, "finite": finite, **aux}
 
+        if k == 1:
+            # No loop around a single step: XLA:CPU runs convolutions' autodiff inside loops
+            # as naive code (see `conv_friendly`).
+            state, metrics = one_step(state, (jax.tree.map(lambda x: x[0], batches), jnp.int32(0)))
+            return state, jax.tree.map(lambda x: x[None], metrics)
         return jax.lax.scan(one_step, state, (batches, jnp.arange(k)))
 
     def _predict_batch(self, state, batch):

@@ -187,3 +187,18 @@ def test_prefetcher_close_stops_a_blocked_producer():
     pf.close()
     pf._thread.join(timeout=5)
     assert not pf._thread.is_alive()
+
+
+def test_row_subset_maps_positions_to_rows_and_pickles():
+    import pickle
+
+    from jaxhep.pipeline import RowSubset
+
+    table = np.arange(10) * 10
+    subset = pickle.loads(pickle.dumps(RowSubset(_read_table, np.array([7, 2, 5]))))
+    assert len(subset) == 3
+    np.testing.assert_array_equal(subset(np.array([2, 0]))["x"], table[[5, 7]])
+
+
+def _read_table(rows):
+    return {"x": np.asarray(rows) * 10}

@@ -21,6 +21,7 @@ import numpy as np
 from jaxhep.dune.io import CHANNEL_KEYS, DIRECTION_KEYS, MAINTRACK_KEYS, NpzSource, balanced_indices, load_npz
 from jaxhep.dune.simulate import default_path, simulate_dataset
 from jaxhep.errors import InputError
+from jaxhep.pipeline import RowSubset
 
 TASKS = ("direction", "channel", "maintrack")
 SIM_KIND = {"direction": "es", "channel": "mixed", "maintrack": "es"}
@@ -47,24 +48,11 @@ class DuneData:
 
     def reader(self, part: str):
         """read_rows(positions) of a split: positions [0, n) -> rows of the source."""
-        return SplitRows(self.source, self.rows[part])
+        return RowSubset(self.source.read_rows, self.rows[part])
 
     def column(self, key: str, part: str) -> np.ndarray:
         """A small column (label, energy, direction) of a split [n, ...], from the memory map."""
         return np.asarray(load_npz(self.source.path, [key])[key][self.rows[part]])
-
-
-class SplitRows:
-    """Picklable read_rows of one split (grain workers): positions -> the split's rows."""
-
-    def __init__(self, source: NpzSource, rows: np.ndarray):
-        self.source, self.rows = source, np.asarray(rows, np.int64)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __call__(self, positions: np.ndarray) -> dict[str, np.ndarray]:
-        return self.source.read_rows(self.rows[np.asarray(positions, np.int64)])
 
 
 def data_path(task: str, cfg: DataConfig, data_dir: str | os.PathLike) -> Path:

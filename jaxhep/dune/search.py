@@ -19,13 +19,20 @@ from jaxhep.memory import device_memory_bytes, estimate_trainer_step
 from jaxhep.search import run_search
 
 
-def space(task: str) -> dict:
+def space(task: str, net: NetConfig, batch_size: int, n_train: int) -> dict:
+    """The search space, around the configured network: filters, dense width and batch size at
+    half, the same and twice the configured values (batch sizes above the training set dropped)."""
+    base = net.direction if task == "direction" else getattr(net, task)
+    batches = [b for b in (batch_size // 2, batch_size, 2 * batch_size) if 1 <= b <= n_train] or [n_train]
     out = {
         "learning_rate": ("float", 1e-4, 3e-3, "log"),
-        "batch_size": ("categorical", [64, 128, 256, 512]),
-        "base_filters": ("categorical", [16, 32, 64]),
+        "batch_size": ("categorical", batches),
+        "base_filters": (
+            "categorical",
+            [max(1, base.base_filters // 2), base.base_filters, 2 * base.base_filters],
+        ),
         "kernel": ("categorical", [3, 5, 7]),
-        "dense": ("categorical", [128, 256, 512]),
+        "dense": ("categorical", [max(1, base.dense[0] // 2), base.dense[0], 2 * base.dense[0]]),
         "dropout": ("float", 0.0, 0.5),
     }
     if task == "direction":
@@ -92,7 +99,7 @@ def search(cfg, n_trials: int, data, runtime, dtype: str, train_cfg, workdir: st
         Path(workdir) / "dune" / "search",
         n_trials,
         objective,
-        space(task),
+        space(task, cfg.net, train_cfg.batch_size, len(data.rows["train"])),
         direction="minimize" if mode == "min" else "maximize",
         memory_check=memory_check,
         seed=train_cfg.seed,
@@ -102,5 +109,6 @@ def search(cfg, n_trials: int, data, runtime, dtype: str, train_cfg, workdir: st
         config={"task": task, "network": network, "search_epochs": cfg.search_epochs},
     )
     print(result.table(), flush=True)
-    print(f"[dune] best {metric} {result.best_value:.4g} with {result.best_params}", flush=True)
+    if result.best_value is not None:
+        print(f"[dune] best {metric} {result.best_value:.4g} with {result.best_params}", flush=True)
     return result

@@ -28,6 +28,7 @@ import numpy as np
 
 from jaxhep.egamma.augment import ChannelStats
 from jaxhep.errors import InputError
+from jaxhep.pipeline import RowSubset
 
 IMAGE_SHAPE = (32, 32, 2)
 
@@ -192,22 +193,15 @@ class EcalImageSource:
         return {"image": batch["image"][0], "label": int(batch["label"][0])}
 
 
-class SplitReader:
-    """`read_rows` of one split: positions [0, len(rows)) of the split -> rows of the source.
+class SplitReader(RowSubset):
+    """`read_rows` of one split of a source: positions [0, len(rows)) of the split -> rows.
 
-    What `jaxhep.pipeline.training_batches` / `eval_batches` index (they count 0..n_rows-1);
-    picklable, so it can run in grain's worker processes. Wrap it in
-    `augment.AugmentedReader` for augmentation and normalisation.
+    Wrap it in `augment.AugmentedReader` for augmentation and normalisation; picklable.
     """
 
     def __init__(self, source: EcalImageSource, rows: np.ndarray):
-        self.source, self.rows = source, np.asarray(rows, np.int64)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __call__(self, positions: np.ndarray) -> dict[str, np.ndarray]:
-        return self.source.read_rows(self.rows[np.asarray(positions, np.int64)])
+        super().__init__(source.read_rows, rows)
+        self.source = source
 
 
 def split_indices(

@@ -109,7 +109,7 @@ def test_bootstrap_alone_makes_members_differ_with_the_shared_trainer():
     """Members from one shared initialisation, no dropout, trained by the shared Trainer on one batch:
     only their bootstrap weights differ, and so do their predictions afterwards."""
     steps, data = 2, _data()
-    model = ens.BootstrapEnsemble(make_member, M, seed=2, shared_init=True, strategy="vmap")
+    model = ens.BootstrapEnsemble(make_member, M, seed=2, shared_init=True)  # auto: unroll on a CPU
     cfg = TrainConfig(batch_size=B, steps_per_call=steps, learning_rate=3e-2, progress=False)
     mesh = make_mesh(jax.devices()[:1])
     loss_fn = ens.make_loss_fn(ens.direction_loss("cosine"), bootstrap="fixed")
