@@ -31,7 +31,7 @@ def dirs(tmp_path_factory):
 
 
 def test_direction_compares_three_and_single_plane(dirs):
-    run = dune_experiment.main(["direction", *TINY, *dirs])
+    run = dune_experiment.main(["direction", *TINY, "--members", "2", "--set", "data.n_events=200", *dirs])
     metrics = json.loads((run.path / "metrics.json").read_text())["networks"]
     assert set(metrics) == {"three_plane", "single_plane"}
     for r in metrics.values():
@@ -50,7 +50,7 @@ def test_classifiers_report_accuracy_and_auc(dirs, task):
 
 
 def test_search_resumes_and_every_trial_is_in_the_registry(dirs, capsys):
-    args = ["maintrack", *TINY, "--set", "net.maintrack.depth=2", *dirs]
+    args = ["maintrack", *TINY, "--set", "net.maintrack.depth=1", "--set", "data.n_events=150", *dirs]
     first = dune_experiment.main([*args, "--search", "1"])
     assert len(first.trials) == 1
     again = dune_experiment.main([*args, "--search", "2"])  # resumes: one more trial
