@@ -31,7 +31,7 @@ def dirs(tmp_path_factory):
 
 
 def test_direction_compares_three_and_single_plane(dirs):
-    run = dune_experiment.main(["direction", *TINY, "--members", "2", "--set", "data.n_events=200", *dirs])
+    run = dune_experiment.main(["direction", *TINY, "--members", "1", "--set", "data.n_events=200", *dirs])
     metrics = json.loads((run.path / "metrics.json").read_text())["networks"]
     assert set(metrics) == {"three_plane", "single_plane"}
     for r in metrics.values():
