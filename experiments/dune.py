@@ -20,7 +20,7 @@ from jaxhep.dune import dataset, evaluate
 from jaxhep.dune.training import NETWORKS, NetConfig, monitor, train
 from jaxhep.errors import ConfigError
 from jaxhep.runs import Run, format_registry, load_registry
-from jaxhep.train import TrainConfig, conv_friendly
+from jaxhep.train import TrainConfig
 
 TASKS = (*dataset.TASKS, "registry")
 FLOOR_NOTE = (
@@ -121,12 +121,11 @@ def main(argv=None):
     cfg, run = resolve_config(args)
     runtime = cli.setup_runtime(args)
     dtype = "float32" if runtime.platform == "cpu" else "bfloat16"
-    train_cfg = conv_friendly(cfg.train, runtime.platform)
     data = dataset.load(cfg.task, cfg.data, args.data_dir)
     if args.search:
         from jaxhep.dune.search import search
 
-        return search(cfg, args.search, data, runtime, dtype, train_cfg, args.workdir)
+        return search(cfg, args.search, data, runtime, dtype, cfg.train, args.workdir)
     t0 = time.time()
     if run is None:
         run = Run.create(
@@ -144,7 +143,7 @@ def main(argv=None):
     results = {}
     try:
         for network in cfg.networks or NETWORKS[cfg.task]:
-            trained = train(cfg.task, network, cfg.net, train_cfg, data, runtime.mesh, run, dtype)
+            trained = train(cfg.task, network, cfg.net, cfg.train, data, runtime.mesh, run, dtype)
             outputs = evaluate.test_outputs(trained, data)
             if cfg.task == "direction":
                 r = evaluate.direction_metrics(outputs, data)

@@ -23,7 +23,7 @@ from jaxhep.egamma.model import ResNetConfig
 from jaxhep.egamma.training import LossConfig, train_model
 from jaxhep.errors import ConfigError
 from jaxhep.runs import Run
-from jaxhep.train import TrainConfig, conv_friendly
+from jaxhep.train import TrainConfig
 
 MODELS = ("se", "plain")
 
@@ -33,6 +33,7 @@ class EgammaConfig:
     data: dataset.DataConfig = field(default_factory=dataset.DataConfig)
     models: tuple[str, ...] = MODELS
     widths: tuple[int, ...] = (32, 64, 128, 256)  # of both networks (the peer's)
+    blocks_per_stage: tuple[int, ...] = (2, 2, 2, 1)  # ResNet-15; fewer for smoke tests
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -99,7 +100,6 @@ def main(argv=None) -> Run:
     cfg, run = resolve_config(args)
     runtime = cli.setup_runtime(args)
     dtype = "float32" if runtime.platform == "cpu" else "bfloat16"
-    train_cfg = conv_friendly(cfg.train, runtime.platform)
     workers = args.workers if args.workers is not None else (0 if runtime.platform == "cpu" else _workers())
     t0 = time.time()
     data = dataset.load(cfg.data, args.data_dir)
@@ -119,9 +119,11 @@ def main(argv=None) -> Run:
     results = {}
     try:
         for name in cfg.models:
-            model_cfg = ResNetConfig(name=name, widths=cfg.widths, dtype=dtype)
+            model_cfg = ResNetConfig(
+                name=name, widths=cfg.widths, blocks_per_stage=cfg.blocks_per_stage, dtype=dtype
+            )
             trained = train_model(
-                name, model_cfg, train_cfg, cfg.loss, cfg.augment, data, runtime.mesh, run, workers
+                name, model_cfg, cfg.train, cfg.loss, cfg.augment, data, runtime.mesh, run, workers
             )
             results[name] = evaluate_model(trained, data, run, cfg.embed_rows)
             results[name]["epochs"] = len(trained.history)

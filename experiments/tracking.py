@@ -31,7 +31,7 @@ from jaxhep.tracking.training import (
     edge_scores,
     make_loss_fn,
 )
-from jaxhep.train import TrainConfig, Trainer, fit
+from jaxhep.train import TrainConfig, fit_model
 
 
 @dataclass(frozen=True)
@@ -155,12 +155,19 @@ def main(argv=None) -> Run:
                 "val_recall": m["recall"],
             }
 
-        steps = max(1, len(train) // train_cfg.batch_size) * train_cfg.epochs
-        trainer = Trainer(
-            model, make_loss_fn(cfg.loss, pos_weight), predict_fn, train_cfg, runtime.mesh, steps
+        model, result = fit_model(
+            model,
+            make_loss_fn(cfg.loss, pos_weight),
+            predict_fn,
+            train_cfg,
+            runtime.mesh,
+            train.read,
+            len(train),
+            validate,
+            run.path / "ckpt",
+            run=run,
+            desc="edges",
         )
-        result = fit(trainer, train.read, len(train), validate, run.path / "ckpt", run=run, desc="edges")
-        model = trainer.model()
         report = _evaluate(model, val, test, cfg, run, graph_report, result)
         report["wall_s"] = round(time.time() - t0, 1)
         run.write_json("metrics.json", report)

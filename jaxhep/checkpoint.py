@@ -118,16 +118,26 @@ def save_model(directory: str | Path, model, meta: dict) -> Path:
     model.json is written last, by a rename, so its presence means the folder is complete
     (what a resumed run checks before training again). Only the primary process writes.
     """
-    import json
 
     from flax import nnx
+
+    directory = Path(directory)
+    save_weights(directory / "weights", nnx.state(model))
+    return write_model_json(directory, meta, directory / "weights")
+
+
+def write_model_json(directory: str | Path, meta: dict, weights: str | Path) -> Path:
+    """`directory/model.json` = meta + the weights' absolute path, written by a rename (primary only).
+
+    `weights` may lie in another folder (a finished model reused by a later run)."""
+    import json
 
     from jaxhep.runs import is_primary
 
     directory = Path(directory)
-    save_weights(directory / "weights", nnx.state(model))
     if is_primary():
-        record = {**meta, "weights": str((directory / "weights").absolute())}
+        directory.mkdir(parents=True, exist_ok=True)
+        record = {**meta, "weights": str(Path(weights).absolute())}
         tmp = directory / ".model.json.tmp"
         tmp.write_text(json.dumps(record, indent=2, default=float))
         tmp.replace(directory / "model.json")

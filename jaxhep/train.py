@@ -17,7 +17,6 @@ ETA, and one metrics record per epoch in the run directory.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import time
@@ -65,18 +64,6 @@ class TrainConfig:
     eval_batch_size: int = 16384
     seed: int = 0
     progress: bool = True
-
-
-def conv_friendly(cfg: TrainConfig, platform: str) -> TrainConfig:
-    """One train step per compiled call on a CPU, for networks with convolutions.
-
-    XLA:CPU rewrites the convolutions of an autodiff backward pass into its fast NHWC library
-    calls only outside loops; inside the `lax.scan` of `steps_per_call` steps they run as
-    naive loops, 10-40x slower (BUILD_NOTES.md, e/gamma speed). One step per call runs
-    without a loop (`Trainer`). Models with `egamma.model.conv2d`'s own backward do not need
-    this. Accelerators keep the fused steps.
-    """
-    return dataclasses.replace(cfg, steps_per_call=1) if platform == "cpu" else cfg
 
 
 def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
@@ -167,8 +154,7 @@ class Trainer:
             return new_state, {"loss": loss, "grad_norm": grad_norm, "finite": finite, **aux}
 
         if k == 1:
-            # No loop around a single step: XLA:CPU runs convolutions' autodiff inside loops
-            # as naive code (see `conv_friendly`).
+            # No loop around a single step (a scan of one is just a bigger program).
             state, metrics = one_step(state, (jax.tree.map(lambda x: x[0], batches), jnp.int32(0)))
             return state, jax.tree.map(lambda x: x[None], metrics)
         return jax.lax.scan(one_step, state, (batches, jnp.arange(k)))
@@ -239,6 +225,29 @@ def _is_better(value, best, mode: str) -> bool:
     if best is None:
         return True
     return value > best if mode == "max" else value < best
+
+
+def fit_model(
+    model: nnx.Module,
+    loss_fn,
+    predict_fn,
+    cfg: TrainConfig,
+    mesh,
+    read_rows: Callable[[np.ndarray], dict],
+    n_train: int,
+    validate: Callable[[Trainer], dict],
+    ckpt_dir: str | Path,
+    **fit_kwargs,
+) -> tuple[nnx.Module, FitResult]:
+    """A Trainer sized for `cfg.epochs` epochs of `n_train` rows, then `fit` (which resumes ckpt_dir).
+
+    Returns (the best model in eval mode, the FitResult). `fit_kwargs` go to `fit` (run, desc,
+    log_prefix, workers). The schedule's length counts the steps `fit` will take per epoch.
+    """
+    steps = EpochPlan.fit_to(n_train, cfg.batch_size, cfg.steps_per_call).steps_per_epoch
+    trainer = Trainer(model, loss_fn, predict_fn, cfg, mesh, steps * cfg.epochs)
+    result = fit(trainer, read_rows, n_train, validate, ckpt_dir, **fit_kwargs)
+    return trainer.model(), result
 
 
 def fit(

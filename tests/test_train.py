@@ -47,10 +47,10 @@ def test_fit_learns_and_keeps_best(tmp_path):
     x, y = toy_data(2048)
     read, loss_fn, predict_fn, validate = toy_fns(x, y)
     mesh = make_mesh()
-    cfg = dataclasses.replace(CFG, epochs=3)
-    trainer = Trainer(ToyMLP(), loss_fn, predict_fn, cfg, mesh, total_steps=3 * 32)
+    cfg = dataclasses.replace(CFG, epochs=4, learning_rate=3e-3)
+    trainer = Trainer(ToyMLP(), loss_fn, predict_fn, cfg, mesh, total_steps=4 * 32)
     result = fit(trainer, read, 2048, validate, tmp_path / "ckpt")
-    assert len(result.history) == 3
+    assert len(result.history) == 4
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert result.best_metric == max(h["val_accuracy"] for h in result.history)
     assert result.best_metric > 0.8

@@ -13,7 +13,7 @@ Images stay memory-mapped in the file; only row numbers and small label columns 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +45,19 @@ class DuneData:
     task: str
     source: NpzSource
     rows: dict[str, np.ndarray]  # "train" / "val" / "test" -> source rows
+    _columns: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def reader(self, part: str):
         """read_rows(positions) of a split: positions [0, n) -> rows of the source."""
         return RowSubset(self.source.read_rows, self.rows[part])
 
     def column(self, key: str, part: str) -> np.ndarray:
-        """A small column (label, energy, direction) of a split [n, ...], from the memory map."""
-        return np.asarray(load_npz(self.source.path, [key])[key][self.rows[part]])
+        """A small column (label, energy, direction) of a split [n, ...].
+
+        The whole column is read (and checked for NaN) once, not at every validation pass."""
+        if key not in self._columns:
+            self._columns[key] = np.asarray(load_npz(self.source.path, [key])[key])
+        return self._columns[key][self.rows[part]]
 
 
 def data_path(task: str, cfg: DataConfig, data_dir: str | os.PathLike) -> Path:

@@ -24,6 +24,11 @@ Conventions as in `jaxhep.pid.models`: a frozen dataclass config, `dtype` the co
 ("float32" | "bfloat16"; parameters stay float32, outputs are float32), dropout keys passed at call
 time (`rngs: nnx.Rngs | None`; needed in train mode when dropout > 0, as `nnx.Dropout` demands),
 BatchNorm and dropout switched with `model.train()` / `model.eval()`.
+
+Convolutions are `jaxhep.conv.Conv` (odd square kernels, "SAME" padding, stride 1; LeCun-normal
+init, the distribution of `nnx.Conv`'s default): their own backward pass (`jaxhep.conv.conv2d`)
+keeps XLA:CPU's backward convolutions fast inside the Trainer's `lax.scan` (`steps_per_call` > 1),
+where those of autodiff's transpose rule run as naive loops.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from jaxhep.conv import Conv, lecun_init
 
 Array = jax.Array
 
@@ -136,7 +143,7 @@ class SpatialAttention(nnx.Module):
     """
 
     def __init__(self, kernel: int = 7, dtype=jnp.float32, *, rngs: nnx.Rngs):
-        self.conv = nnx.Conv(2, 1, (kernel, kernel), padding="SAME", dtype=dtype, rngs=rngs)
+        self.conv = Conv(2, 1, kernel, dtype=dtype, use_bias=True, kernel_init=lecun_init, rngs=rngs)
 
     def gate(self, x: Array) -> Array:
         """[B, H, W, C] -> [B, H, W, 1] in (0, 1)."""
@@ -163,10 +170,9 @@ class ConvBranch(nnx.Module):
             raise ValueError(f"a branch needs depth >= 1, got {spec.depth}")
         filters = spec.filters()
         sizes = (in_channels, *filters)
-        k = (spec.kernel, spec.kernel)
         self.convs = nnx.List(
             [
-                nnx.Conv(a, b, k, padding="SAME", use_bias=False, dtype=dtype, rngs=rngs)
+                Conv(a, b, spec.kernel, dtype=dtype, kernel_init=lecun_init, rngs=rngs)
                 for a, b in zip(sizes, sizes[1:])
             ]
         )

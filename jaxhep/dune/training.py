@@ -7,6 +7,8 @@ shared loop, and the validation figure that early stopping watches:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +27,8 @@ from jaxhep.dune.models import (
     SinglePlaneCNN,
     ThreePlaneCNN,
 )
-from jaxhep.pipeline import EpochPlan
 from jaxhep.runs import Run
-from jaxhep.train import FitResult, TrainConfig, Trainer, fit
+from jaxhep.train import FitResult, TrainConfig, Trainer, fit_model
 
 NETWORKS = {
     "direction": ("three_plane", "single_plane"),
@@ -63,14 +64,20 @@ def build(task: str, network: str, net: NetConfig, dtype: str, seed: int) -> ens
     if task == "direction":
         cfg = _with_dtype(net.direction, dtype)
         cls = ThreePlaneCNN if network == "three_plane" else SinglePlaneCNN
-        return ens.BootstrapEnsemble(lambda r: cls(cfg, rngs=r), net.members, seed)
-    cfg = _with_dtype(net.channel if task == "channel" else net.maintrack, dtype)
-    return ens.BootstrapEnsemble(lambda r: ClusterClassifier(cfg, rngs=r), net.members, seed)
+    else:
+        cfg = _with_dtype(net.channel if task == "channel" else net.maintrack, dtype)
+        cls = ClusterClassifier
+    return ens.BootstrapEnsemble(_member_factory(cls, cfg), net.members, seed)
+
+
+@functools.lru_cache(maxsize=32)
+def _member_factory(cls, cfg):
+    """One function object per (network, config): the ensemble caches its compiled init per
+    factory, so a second build of the same design (resume, load, search) does not recompile."""
+    return lambda rngs: cls(cfg, rngs=rngs)
 
 
 def _with_dtype(cfg, dtype: str):
-    import dataclasses
-
     return dataclasses.replace(cfg, dtype=dtype)
 
 
@@ -122,20 +129,20 @@ def train(
     def validate(trainer: Trainer) -> dict:
         return validation_metrics(task, trainer.predict_rows(val_reader, n_val), data)
 
-    n_train = len(data.rows["train"])
-    steps = EpochPlan.fit_to(n_train, train_cfg.batch_size, train_cfg.steps_per_call).steps_per_epoch
-    trainer = Trainer(model, loss_fn, predict(task), train_cfg, mesh, steps * train_cfg.epochs)
-    result = fit(
-        trainer,
+    model, result = fit_model(
+        model,
+        loss_fn,
+        predict(task),
+        train_cfg,
+        mesh,
         ens.WithRowIndex(data.reader("train")),
-        n_train,
+        len(data.rows["train"]),
         validate,
         directory / "ckpt",
         run=run,
         desc=f"{task} {network}",
         log_prefix={"task": task, "network": network},
     )
-    model = trainer.model()
     meta = {
         "task": task,
         "network": network,

@@ -40,23 +40,23 @@ Dropout keys come in at call time (`rngs=nnx.Rngs(dropout=key)`); BatchNorm/Drop
 `model.train()` / `model.eval()` (the Trainer calls them).
 
 Two implementation choices keep XLA:CPU fast and change no number (both tested against XLA's
-own path, both switchable in the config): every convolution goes through `conv2d`, whose
-backward pass is written as NHWC/HWIO convolutions (`conv_vjp`), and grouped convolutions run
-as dense ones with block-diagonal kernels (`dense_groups`). Train with
+own path, both switchable in the config, both in `jaxhep.conv.Conv`): every convolution goes
+through `jaxhep.conv.conv2d`, whose backward pass is written as NHWC/HWIO convolutions
+(`conv_vjp`), and grouped convolutions run as dense ones with block-diagonal kernels
+(`dense_groups`). Train with
 `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution` on a CPU (see
 `benchmarks/egamma.py`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jax import lax
+
+from jaxhep.conv import Conv, lecun_init
 
 # What each named configuration sets for the fields left at None.
 PRESETS = {
@@ -80,7 +80,7 @@ class ResNetConfig:
     n_classes: int | None = None  # 1: one logit [B]; > 1: logits [B, n_classes]
     in_channels: int = 2  # energy, time
     dtype: str = "float32"  # compute dtype; "bfloat16" on accelerators
-    conv_vjp: bool = True  # convolutions' own backward (`conv2d`); False: XLA's transpose rule
+    conv_vjp: bool = True  # convolutions' own backward (`jaxhep.conv.conv2d`); False: XLA's transpose rule
     dense_groups: bool = True  # grouped convs as dense ones with block-diagonal kernels (`Conv`)
 
     def __post_init__(self):
@@ -101,142 +101,6 @@ class ResNetConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-_BLOCK = 1 << 16
-
-
-@jax.jit
-def _truncated_normal_block(key):
-    return jax.random.truncated_normal(key, -2.0, 2.0, (_BLOCK,), jnp.float32)
-
-
-def _fan_in_init(scale: float):
-    """Truncated-normal init with variance scale / fan_in (fan_in = prod(shape[:-1])), as
-    `nnx.initializers.variance_scaling(scale, "fan_in", "truncated_normal")`.
-
-    The samples come in fixed blocks of 65 536 from one compiled sampler, so building a model
-    compiles one random-number program instead of one per parameter shape (~2 s each on the
-    2-core CPU: building the network took ~25 s). Works under `nnx.eval_shape` too.
-    """
-
-    def init(key, shape, dtype=jnp.float32):
-        n, fan_in = math.prod(shape), math.prod(shape[:-1])
-        blocks = [_truncated_normal_block(jax.random.fold_in(key, i)) for i in range(-(-n // _BLOCK))]
-        std = math.sqrt(scale / fan_in) / 0.87962566103423978  # std of N(0,1) truncated to [-2, 2]
-        return (jnp.concatenate(blocks)[:n].reshape(shape) * std).astype(dtype)
-
-    return init
-
-
-_he = _fan_in_init(2.0)  # convolutions (ReLU before them)
-_lecun = _fan_in_init(1.0)  # Dense layers (nnx.Linear's default distribution)
-_DN = ("NHWC", "HWIO", "NHWC")
-
-
-def _conv(x, w, stride: int, pad: int, groups: int):
-    return lax.conv_general_dilated(
-        x, w, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=_DN, feature_group_count=groups
-    )
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def conv2d(x, w, stride: int = 1, pad: int = 1, groups: int = 1):
-    """x [B, H, W, Ci] (*) w [k, k, Ci / groups, Co] -> [B, H', W', Co]; symmetric padding `pad`.
-
-    The same convolution as `lax.conv_general_dilated`, with a backward pass written as two
-    more NHWC/HWIO/NHWC ("forward-canonical") convolutions: dx = dy (dilated by the stride)
-    convolved with the flipped, in/out-swapped kernel; dW = x^T [Ci, H, W, B] convolved with
-    dy^T [Ho, Wo, B, Co]. XLA's own transpose rule emits convolutions with other dimension
-    labels, which XLA:CPU turns into its fast library calls only outside loops: inside
-    the Trainer's `lax.scan` they fall back to naive loops, 20-30x slower (BUILD_NOTES).
-    """
-    return _conv(x, w, stride, pad, groups)
-
-
-def _conv2d_fwd(x, w, stride, pad, groups):
-    return _conv(x, w, stride, pad, groups), (x, w)
-
-
-def _conv2d_bwd(stride, pad, groups, res, dy):
-    x, w = res
-    k, _, cin_g, cout = w.shape
-    h, ho = x.shape[1], dy.shape[1]
-    # dx: the kernel flipped in space with in/out swapped within each group, [k, k, Co/g, Ci].
-    wt = jnp.flip(w, (0, 1)).reshape(k, k, cin_g, groups, cout // groups)
-    wt = wt.transpose(0, 1, 4, 3, 2).reshape(k, k, cout // groups, groups * cin_g)
-    lo = k - 1 - pad
-    hi = lo + (h + 2 * pad - k) % stride
-    dx = lax.conv_general_dilated(
-        dy.astype(x.dtype),
-        wt.astype(x.dtype),
-        (1, 1),
-        ((lo, hi), (lo, hi)),
-        lhs_dilation=(stride, stride),
-        dimension_numbers=_DN,
-        feature_group_count=groups,
-    )
-    # dW: the batch becomes the contracted feature axis, Ci the batch: [Ci/g, k, k, Co].
-    hi_w = k + (ho - 1) * stride - h - pad
-    dw = lax.conv_general_dilated(
-        x.transpose(3, 1, 2, 0),
-        dy.astype(x.dtype).transpose(1, 2, 0, 3),
-        (1, 1),
-        ((pad, hi_w), (pad, hi_w)),
-        rhs_dilation=(stride, stride),
-        dimension_numbers=_DN,
-        batch_group_count=groups,
-    )
-    return dx, dw.transpose(1, 2, 0, 3).astype(w.dtype)
-
-
-conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
-
-
-class Conv(nnx.Module):
-    """k x k convolution without bias (a BatchNorm follows), NHWC, symmetric padding (k - 1) / 2.
-
-    kernel [k, k, cin / groups, cout]. With `groups > 1` and `dense_groups` the convolution
-    runs as a dense one with the block-diagonal kernel built from it (same result and
-    gradient; twice the FLOPs of groups=2, but XLA:CPU's grouped convolutions, forward and
-    backward, are far slower than that; see BUILD_NOTES). `own_vjp`: use `conv2d`.
-    """
-
-    def __init__(
-        self,
-        cin: int,
-        cout: int,
-        k: int = 3,
-        stride: int = 1,
-        groups: int = 1,
-        dtype=jnp.float32,
-        own_vjp: bool = True,
-        dense_groups: bool = True,
-        *,
-        rngs: nnx.Rngs,
-    ):
-        self.kernel = nnx.Param(_he(rngs.params(), (k, k, cin // groups, cout), jnp.float32))
-        self.stride, self.pad, self.groups = stride, (k - 1) // 2, groups
-        self.dtype, self.own_vjp, self.dense_groups = dtype, own_vjp, dense_groups
-
-    def dense_kernel(self):
-        """The kernel as a dense [k, k, cin, cout] one (block-diagonal over the groups)."""
-        w, g = self.kernel[...], self.groups
-        if g == 1:
-            return w
-        k, _, cin_g, cout = w.shape
-        blocks = jnp.einsum(
-            "abigo,hg->abhigo", w.reshape(k, k, cin_g, g, cout // g), jnp.eye(g, dtype=w.dtype)
-        )
-        return blocks.reshape(k, k, g * cin_g, cout)
-
-    def __call__(self, x):
-        dense = self.groups == 1 or self.dense_groups
-        w = self.dense_kernel() if dense else self.kernel[...]
-        x, w, groups = x.astype(self.dtype), w.astype(self.dtype), 1 if dense else self.groups
-        if self.own_vjp:
-            return conv2d(x, w, self.stride, self.pad, groups)
-        return _conv(x, w, self.stride, self.pad, groups)
-
-
 def conv3x3(
     cin, cout, stride=1, groups=1, dtype=jnp.float32, own_vjp=True, dense_groups=True, *, rngs: nnx.Rngs
 ) -> Conv:
@@ -253,8 +117,8 @@ class SqueezeExcite(nnx.Module):
     """x [B, H, W, C] -> x * gate [B, 1, 1, C]; gate = sigmoid(Dense(ReLU(Dense(mean_HW x))))."""
 
     def __init__(self, c: int, ratio: int = 4, dtype=jnp.float32, *, rngs: nnx.Rngs):
-        self.reduce = nnx.Linear(c, c // ratio, dtype=dtype, kernel_init=_lecun, rngs=rngs)
-        self.expand = nnx.Linear(c // ratio, c, dtype=dtype, kernel_init=_lecun, rngs=rngs)
+        self.reduce = nnx.Linear(c, c // ratio, dtype=dtype, kernel_init=lecun_init, rngs=rngs)
+        self.expand = nnx.Linear(c // ratio, c, dtype=dtype, kernel_init=lecun_init, rngs=rngs)
 
     def gate(self, x):
         """The per-image, per-channel gate in (0, 1): [B, C]."""
@@ -310,7 +174,7 @@ class AttentionPool(nnx.Module):
     """
 
     def __init__(self, c: int, dtype=jnp.float32, *, rngs: nnx.Rngs):
-        self.score = nnx.Linear(c, 1, use_bias=False, dtype=dtype, kernel_init=_lecun, rngs=rngs)
+        self.score = nnx.Linear(c, 1, use_bias=False, dtype=dtype, kernel_init=lecun_init, rngs=rngs)
 
     def weights(self, x):
         """Attention weights [B, H, W] (each image's sum to 1)."""
@@ -352,7 +216,7 @@ class ResNet15(nnx.Module):
         self.bn = batch_norm(cin, dtype, rngs=rngs)
         self.pool = AttentionPool(cin, dtype, rngs=rngs) if cfg.attention_pool else None
         self.dropout = nnx.Dropout(cfg.dropout)
-        self.head = nnx.Linear(cin, cfg.n_classes, dtype=dtype, kernel_init=_lecun, rngs=rngs)
+        self.head = nnx.Linear(cin, cfg.n_classes, dtype=dtype, kernel_init=lecun_init, rngs=rngs)
         self.dtype = dtype
 
     def feature_map(self, x):

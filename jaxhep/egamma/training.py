@@ -17,9 +17,8 @@ from jaxhep.egamma.augment import AugmentConfig
 from jaxhep.egamma.dataset import EgammaData
 from jaxhep.egamma.model import ResNet15, ResNetConfig, build_model
 from jaxhep.mixup import mixup, mixup_loss
-from jaxhep.pipeline import EpochPlan
 from jaxhep.runs import Run
-from jaxhep.train import FitResult, TrainConfig, Trainer, fit, predict_with
+from jaxhep.train import FitResult, TrainConfig, Trainer, fit_model, predict_with
 
 
 @dataclass(frozen=True)
@@ -94,13 +93,14 @@ def train_model(
             "val_accuracy": float(np.mean((logits > 0) == (val_labels > 0))),
         }
 
-    n_train = len(data.rows["train"])
-    steps = EpochPlan.fit_to(n_train, train_cfg.batch_size, train_cfg.steps_per_call).steps_per_epoch
-    trainer = Trainer(model, make_loss_fn(loss_cfg), predict_fn, train_cfg, mesh, steps * train_cfg.epochs)
-    result = fit(
-        trainer,
+    model, result = fit_model(
+        model,
+        make_loss_fn(loss_cfg),
+        predict_fn,
+        train_cfg,
+        mesh,
         data.reader("train", augment, seed=train_cfg.seed),
-        n_train,
+        len(data.rows["train"]),
         validate,
         directory / "ckpt",
         run=run,
@@ -108,7 +108,6 @@ def train_model(
         log_prefix={"model": name},
         workers=workers,
     )
-    model = trainer.model()
     meta = {
         "name": name,
         "model": to_dict(model_cfg),

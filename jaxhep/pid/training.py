@@ -15,13 +15,12 @@ from flax import nnx
 
 from jaxhep import checkpoint, losses, runs
 from jaxhep.calibration import Calibration, fit_calibration
-from jaxhep.config import to_dict
+from jaxhep.config import from_dict, to_dict
 from jaxhep.pid.config import PIDConfig
 from jaxhep.pid.dataset import RangeData, Split
 from jaxhep.pid.models import N_CLASSES, ModelConfig, build_model
-from jaxhep.pipeline import EpochPlan
 from jaxhep.runs import Run
-from jaxhep.train import FitResult, Trainer, fit
+from jaxhep.train import FitResult, Trainer, fit_model
 
 
 @dataclass
@@ -183,14 +182,12 @@ def train_or_reuse(
             "val_loss": float(-np.mean(np.log(probs[np.arange(len(probs)), data.val.label] + 1e-12))),
         }
 
-    steps_per_epoch = EpochPlan.fit_to(
-        len(data.train), cfg.train.batch_size, cfg.train.steps_per_call
-    ).steps_per_epoch
-    trainer = Trainer(
-        model, loss_fn, predict_fn, cfg.train, mesh, total_steps=steps_per_epoch * cfg.train.epochs
-    )
-    result = fit(
-        trainer,
+    model, result = fit_model(
+        model,
+        loss_fn,
+        predict_fn,
+        cfg.train,
+        mesh,
         data.train.read,
         len(data.train),
         validate,
@@ -199,7 +196,6 @@ def train_or_reuse(
         desc=f"{name} [{data.name}]",
         log_prefix={"model": name, "range": data.name},
     )
-    model = trainer.model()
     calibration = fit_calibration(
         predict_logits(model, data.val.x, data.val.group_mask), data.val.label, init_bias=-np.log(weights)
     )
@@ -237,34 +233,16 @@ def _write_model_json(
     weights: Path,
     **extra,
 ) -> None:
-    if not runs.is_primary():
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    if not (directory / "preprocessor.json").exists():
+    if runs.is_primary() and not (directory / "preprocessor.json").exists():
+        directory.mkdir(parents=True, exist_ok=True)
         (directory / "preprocessor.json").write_text(json.dumps(data.preprocessor.to_dict()))
-    meta = {
-        "name": name,
-        "range": data.name,
-        "model": to_dict(model_cfg),
-        "key": key,
-        "weights": str(Path(weights).absolute()),
-        "history": history,
-        **extra,
-    }
-    tmp = directory / ".model.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, default=float))
-    tmp.replace(directory / "model.json")
+    meta = {"name": name, "range": data.name, "model": to_dict(model_cfg), "key": key, "history": history}
+    checkpoint.write_model_json(directory, {**meta, **extra}, weights)
 
 
 def load_trained(directory: str | Path) -> TrainedModel:
     """A finished model folder (model.json + weights) as a TrainedModel in eval mode."""
     directory = Path(directory)
-    meta = json.loads((directory / "model.json").read_text())
-    from jaxhep.config import from_dict
-
-    model = build_model(from_dict(ModelConfig, meta["model"]))
-    model.eval()
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.state(model))
-    nnx.update(model, checkpoint.load_weights(meta["weights"], abstract))
+    model, meta = checkpoint.load_model(directory, lambda m: build_model(from_dict(ModelConfig, m["model"])))
     calibration = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else None
     return TrainedModel(meta["name"], meta["range"], model, directory, meta.get("history", []), calibration)

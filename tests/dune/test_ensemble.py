@@ -20,15 +20,6 @@ from jaxhep.train import TrainConfig, Trainer
 B, M = 8, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _quick_rng_compiles():
-    """Non-partitionable threefry for these tests: XLA:CPU compiles each program that draws random
-    numbers (parameter init, dropout, bootstrap weights) ~10x faster (0.3 s instead of 3-6 s here).
-    Only the random streams change; nothing below depends on their values."""
-    with jax.threefry_partitionable(False):
-        yield
-
-
 MEMBER = DirectionConfig(
     depths=(1, 1, 1), base_filters=4, max_filters=8, kernel=3, attention_kernel=3, dense=(8,), dropout=0.0
 )

@@ -26,15 +26,6 @@ from jaxhep.dune.models import (
 B = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _quick_rng_compiles():
-    """Non-partitionable threefry for these tests: XLA:CPU compiles each program that draws random
-    numbers (parameter init, dropout, bootstrap weights) ~10x faster (0.3 s instead of 3-6 s here).
-    Only the random streams change; nothing below depends on their values."""
-    with jax.threefry_partitionable(False):
-        yield
-
-
 TINY = DirectionConfig(
     depths=(1, 2, 3),
     growth=(1.0, 1.5, 2.0),
@@ -66,11 +57,24 @@ def _norms(x):
     return jnp.linalg.norm(x, axis=-1)
 
 
+def _eqns(jaxpr):
+    """Every equation of a jaxpr, those of its sub-jaxprs included (`jaxhep.conv.conv2d` is a
+    custom_vjp call whose convolution sits in the call's jaxpr)."""
+    for e in jaxpr.eqns:
+        yield e
+        for value in e.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                    yield from _eqns(sub.jaxpr)
+                elif isinstance(sub, jax.extend.core.Jaxpr):
+                    yield from _eqns(sub)
+
+
 def _conv_dtypes(model, batch):
     """The operand dtypes of every convolution in the traced forward pass (no compilation)."""
     graphdef, state = nnx.split(model)
     jaxpr = jax.make_jaxpr(lambda s, b: nnx.merge(graphdef, s)(b, rngs=nnx.Rngs(dropout=0)))(state, batch)
-    convs = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+    convs = [e for e in _eqns(jaxpr.jaxpr) if e.primitive.name == "conv_general_dilated"]
     assert convs
     return {v.aval.dtype for e in convs for v in e.invars}
 
@@ -138,6 +142,7 @@ def test_spatial_attention_gate_in_unit_interval():
     assert float(gate.min()) > 0.0 and float(gate.max()) < 1.0
     np.testing.assert_allclose(y, x * gate, rtol=1e-6)
     assert attn.conv.kernel.shape == (3, 3, 2, 1)  # [avg, max] in, one map out
+    assert attn.conv.bias.shape == (1,)  # 3 * 3 * 2 + 1 = 19 parameters, as with nnx.Conv before
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,9 @@ TINY = [
     "--set",
     "embed_rows=200",
     "--set",
-    "widths=[4,8,8,8]",
+    "widths=[4,8]",
+    "--set",
+    "blocks_per_stage=[1,1]",
 ]
 
 

@@ -1,11 +1,10 @@
-"""The e/γ ResNet-15: block shapes, SE gate, attention pooling, the convolution's own backward
-pass against XLA's, block-diagonal grouped convolutions against XLA's grouped ones, the whole
-model under jit for every config and dtype, parameter counts, and train/eval behaviour."""
+"""The e/γ ResNet-15: block shapes, SE gate, attention pooling, block gradients with and without
+the CPU workarounds of `jaxhep.conv` (whose own tests are in tests/test_conv.py), the whole model
+under jit for every config and dtype, parameter counts, and train/eval behaviour."""
 
 from __future__ import annotations
 
 import functools
-import re
 import subprocess
 from pathlib import Path
 
@@ -18,14 +17,11 @@ from flax import nnx
 
 from jaxhep.egamma.model import (
     AttentionPool,
-    Conv,
     PreActBlock,
     ResNet15,
     ResNetConfig,
     SqueezeExcite,
-    _conv,
     build_model,
-    conv2d,
     count_params,
 )
 
@@ -90,42 +86,6 @@ def test_attention_pool_weights_sum_to_one_and_weight_the_features():
     np.testing.assert_allclose(pooled, (w[..., None] * x).sum((1, 2)), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "h, k, stride, groups",
-    [(8, 3, 1, 1), (8, 3, 2, 1), (8, 1, 2, 1), (8, 3, 1, 2), (8, 3, 2, 2), (7, 3, 2, 1)],
-)
-def test_conv2d_own_backward_matches_xla(h, k, stride, groups):
-    x, w = _x((3, h, h, 4)), _x((k, k, 4 // groups, 6), seed=1)
-    pad = (k - 1) // 2
-    ct = _x(_conv(x, w, stride, pad, groups).shape, seed=2)  # a random cotangent
-
-    @jax.jit
-    def both(x, w):
-        def loss(conv):
-            return lambda x, w: jnp.sum(ct * conv(x, w, stride, pad, groups))
-
-        outs = conv2d(x, w, stride, pad, groups), _conv(x, w, stride, pad, groups)
-        return outs, jax.grad(loss(conv2d), (0, 1))(x, w), jax.grad(loss(_conv), (0, 1))(x, w)
-
-    (y_ours, y_xla), ours, xla = both(x, w)
-    np.testing.assert_allclose(y_ours, y_xla, rtol=1e-6)
-    for a, b in zip(ours, xla):
-        chex.assert_shape(a, b.shape)
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-
-
-def test_dense_groups_equal_xla_grouped_convolution():
-    dense = Conv(8, 8, 3, 1, 2, dense_groups=True, rngs=nnx.Rngs(0))
-    native = Conv(8, 8, 3, 1, 2, dense_groups=False, rngs=nnx.Rngs(0))
-    x = _x((2, 6, 6, 8))
-    w = dense.dense_kernel()
-    chex.assert_shape(w, (3, 3, 8, 8))
-    assert float(jnp.abs(w[:, :, :4, 4:]).max()) == 0.0 and float(jnp.abs(w[:, :, 4:, :4]).max()) == 0.0
-    np.testing.assert_allclose(_jitted(dense)(x), _jitted(native)(x), rtol=1e-5, atol=1e-5)
-    grad = nnx.jit(nnx.grad(lambda m: jnp.sum(jnp.sin(m(x)))))
-    np.testing.assert_allclose(grad(dense).kernel[...], grad(native).kernel[...], rtol=1e-4, atol=1e-4)
-
-
 def _block(own: bool) -> PreActBlock:
     """A strided, widening, grouped block with SE: a 3x3 s2 conv, a grouped 3x3, a 1x1 s2 shortcut."""
     return PreActBlock(4, 8, 2, 2, 4, own_vjp=own, dense_groups=own, rngs=nnx.Rngs(0))
@@ -138,29 +98,6 @@ def test_block_gradients_do_not_depend_on_the_cpu_workarounds():
     ours, xla = grad(_block(True)), grad(_block(False))
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(xla)):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5)
-
-
-def _scan_conv_labels(block: PreActBlock) -> list[str]:
-    """dim_labels of every convolution in a compiled 2-step scan of the block's gradient."""
-    graphdef, state = nnx.split(block)
-    x = _x((2, 8, 8, 4))
-
-    def steps(state, x):
-        def body(carry, _):
-            return carry, jax.grad(lambda s, x: jnp.sum(nnx.merge(graphdef, s)(x)), (0, 1))(state, x)
-
-        return jax.lax.scan(body, 0, None, length=2)[1]
-
-    hlo = jax.jit(steps).lower(state, x).compile().as_text()
-    return re.findall(r"convolution\(.*?dim_labels=([\w>-]+)", hlo)
-
-
-def test_backward_convolutions_stay_canonical_inside_scan():
-    """Inside `lax.scan` (the Trainer's step loop) XLA:CPU runs only NHWC/HWIO convolutions as
-    library calls; XLA's own conv transpose leaves others there, which run as naive loops."""
-    ours = _scan_conv_labels(_block(True))
-    assert len(ours) >= 6 and set(ours) == {"b01f_01io->b01f"}, ours
-    assert set(_scan_conv_labels(_block(False))) != {"b01f_01io->b01f"}  # what the fix is for
 
 
 @pytest.mark.parametrize("name", ["se", "plain"])

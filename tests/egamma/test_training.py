@@ -11,9 +11,9 @@ from jaxhep import losses
 from jaxhep.egamma.model import ResNetConfig, build_model
 from jaxhep.egamma.training import LossConfig, make_loss_fn, predict_fn
 from jaxhep.mesh import make_mesh, shard_batch
-from jaxhep.train import TrainConfig, Trainer, conv_friendly
+from jaxhep.train import TrainConfig, Trainer
 
-TINY = ResNetConfig(name="se", widths=(4, 8, 8, 8))
+TINY = ResNetConfig(name="se", widths=(4, 8), blocks_per_stage=(1, 1))  # compiles in seconds
 
 
 def _batch(n=16, seed=0):
@@ -64,9 +64,3 @@ def test_sharded_step_equals_single_device_step_with_batchnorm():
     (l8, s8), (l1, s1) = out
     np.testing.assert_allclose(l8, l1, rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), s8, s1)
-
-
-def test_conv_friendly_keeps_one_step_per_call_on_cpu_only():
-    cfg = TrainConfig(steps_per_call=8)
-    assert conv_friendly(cfg, "cpu").steps_per_call == 1
-    assert conv_friendly(cfg, "gpu").steps_per_call == 8
