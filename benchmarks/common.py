@@ -22,6 +22,19 @@ def timed(fn: Callable[[], object], warmup: int = 2, repeats: int = 5) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
+def train_calls(trainer, chunk, steps_per_call: int) -> Callable[[], None]:
+    """train() -> one compiled Trainer call on the device chunk [K, B, ...], blocking until done;
+    the step counter moves on by K each call (the schedule advances as in a real run)."""
+    step = [0]
+
+    def train():
+        metrics = trainer.train_chunk(chunk, step[0])
+        step[0] += steps_per_call
+        metrics["loss"].block_until_ready()
+
+    return train
+
+
 def peak_memory() -> dict:
     """Peak memory so far: the accelerator's own counter, or the process's peak RSS on a CPU."""
     device = jax.devices()[0]

@@ -68,7 +68,7 @@ def measure(a) -> dict:
     import jax
     from flax import nnx
 
-    from benchmarks.common import environment, peak_memory, timed
+    from benchmarks.common import environment, peak_memory, timed, train_calls
     from jaxhep.dune import ensemble as ens
     from jaxhep.dune.dataset import LABEL
     from jaxhep.dune.training import NetConfig, build, predict
@@ -92,12 +92,7 @@ def measure(a) -> dict:
     trainer = Trainer(model, loss_fn, predict(task), cfg, mesh, total_steps=10_000)
     chunk = random_batch(task, k, b)
     chunk = shard_batch(chunk, mesh, b, batch_axis=1)
-    step = [0]
-
-    def train():
-        metrics = trainer.train_chunk(chunk, step[0])
-        step[0] += k
-        metrics["loss"].block_until_ready()
+    train = train_calls(trainer, chunk, k)
 
     t0 = time.perf_counter()
     train()

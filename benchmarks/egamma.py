@@ -57,6 +57,7 @@ def workload(a):
     import numpy as np
     from flax import nnx
 
+    from benchmarks.common import train_calls
     from jaxhep import losses
     from jaxhep.egamma.model import ResNetConfig, build_model, count_params
     from jaxhep.mesh import make_mesh, shard_batch
@@ -97,12 +98,7 @@ def workload(a):
         "y": rng.integers(0, 2, (k, b)).astype(np.int32),
     }
     chunk = shard_batch(chunk, mesh, b, batch_axis=1)
-    step = [0]
-
-    def train():
-        metrics = trainer.train_chunk(chunk, step[0])
-        step[0] += k
-        metrics["loss"].block_until_ready()
+    train = train_calls(trainer, chunk, k)
 
     xi = jax.device_put(rng.normal(size=(a.infer_batch, 32, 32, cfg.in_channels)).astype(np.float32))
     infer_fn = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))

@@ -41,7 +41,7 @@ def bench(a) -> dict:
     import numpy as np
     from flax import nnx
 
-    from benchmarks.common import emit, environment, peak_memory, timed
+    from benchmarks.common import emit, environment, peak_memory, timed, train_calls
     from jaxhep import losses
     from jaxhep.mesh import make_mesh, shard_batch
     from jaxhep.tracking.model import EdgeClassifier, EdgeClassifierConfig, batched_logits, message_order
@@ -85,12 +85,7 @@ def bench(a) -> dict:
     # One graph per device (the training layout: a stack of padded graphs sharded over "data").
     chunk = {key: np.broadcast_to(v, (k, n_dev, *v.shape)) for key, v in graph.items()}
     chunk = shard_batch(chunk, mesh, n_dev, batch_axis=1)
-    step = [0]
-
-    def train():
-        metrics = trainer.train_chunk(chunk, step[0])
-        step[0] += k
-        metrics["loss"].block_until_ready()
+    train = train_calls(trainer, chunk, k)
 
     repeats = max(1, a.steps // k)
     t_train = timed(train, warmup=1, repeats=repeats) / k

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from jaxhep import cli, plots
-from jaxhep.config import from_dict, override, to_dict
+from jaxhep.config import to_dict
 from jaxhep.dune import dataset, evaluate
 from jaxhep.dune.training import NETWORKS, NetConfig, monitor, train
 from jaxhep.errors import ConfigError
@@ -95,10 +95,13 @@ def parse_args(argv):
 
 
 def resolve_config(args) -> tuple[DuneConfig, Run | None]:
-    if args.resume:
-        run = Run.open(args.resume)
-        return from_dict(DuneConfig, run.config["dune"]), run
-    cfg = quick_config(args.task) if args.quick else default_config(args.task)
+    def defaults(quick: bool) -> DuneConfig:
+        return quick_config(args.task) if quick else default_config(args.task)
+
+    return cli.resolve_config(args, DuneConfig, "dune", defaults, _task_flags)
+
+
+def _task_flags(cfg: DuneConfig, args) -> DuneConfig:
     if args.data:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=args.data))
     if args.network:
@@ -108,8 +111,7 @@ def resolve_config(args) -> tuple[DuneConfig, Run | None]:
         cfg = dataclasses.replace(cfg, networks=tuple(dict.fromkeys(args.network)))
     if args.members is not None:
         cfg = dataclasses.replace(cfg, net=dataclasses.replace(cfg.net, members=args.members))
-    cfg = override(dataclasses.replace(cfg, train=cli.with_train_flags(cfg.train, args)), args.overrides)
-    return cfg, None
+    return cfg
 
 
 def main(argv=None):

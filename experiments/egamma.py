@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from jaxhep import cli, plots
-from jaxhep.config import from_dict, override, to_dict
+from jaxhep.config import to_dict
 from jaxhep.egamma import dataset
 from jaxhep.egamma.augment import AugmentConfig
 from jaxhep.egamma.evaluate import evaluate_model
@@ -81,18 +81,22 @@ def parse_args(argv):
 
 
 def resolve_config(args) -> tuple[EgammaConfig, Run | None]:
-    if args.resume:
-        run = Run.open(args.resume)
-        return from_dict(EgammaConfig, run.config["egamma"]), run
-    cfg = quick_config() if args.quick else default_config()
+    cfg, run = cli.resolve_config(args, EgammaConfig, "egamma", _defaults, _task_flags)
+    if not cfg.models:
+        raise ConfigError("nothing to do: no network selected")
+    return cfg, run
+
+
+def _defaults(quick: bool) -> EgammaConfig:
+    return quick_config() if quick else default_config()
+
+
+def _task_flags(cfg: EgammaConfig, args) -> EgammaConfig:
     if args.data:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, paths=tuple(args.data)))
     if args.model:
         cfg = dataclasses.replace(cfg, models=tuple(dict.fromkeys(args.model)))
-    cfg = override(dataclasses.replace(cfg, train=cli.with_train_flags(cfg.train, args)), args.overrides)
-    if not cfg.models:
-        raise ConfigError("nothing to do: no network selected")
-    return cfg, None
+    return cfg
 
 
 def main(argv=None) -> Run:

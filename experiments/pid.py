@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from jaxhep import cli
-from jaxhep.config import from_dict, override, to_dict  # noqa: F401 (from_dict used by tests)
+from jaxhep.config import from_dict, to_dict  # noqa: F401 (from_dict used by tests)
 from jaxhep.errors import ConfigError
 from jaxhep.pid import evaluate
 from jaxhep.pid.config import DataConfig, EvalConfig, PIDConfig
@@ -79,20 +79,24 @@ def parse_args(argv):
 
 def resolve_config(args) -> tuple[PIDConfig, Run | None]:
     """The run's config: from --resume's folder, or defaults + flags + --set overrides."""
-    if args.resume:
-        run = Run.open(args.resume)
-        return from_dict(PIDConfig, run.config["pid"]), run
-    cfg = quick_config() if args.quick else default_config()
+    cfg, run = cli.resolve_config(args, PIDConfig, "pid", _defaults, _task_flags)
+    if not cfg.models or not cfg.ranges:
+        raise ConfigError("nothing to do: no model or no momentum range selected")
+    return cfg, run
+
+
+def _defaults(quick: bool) -> PIDConfig:
+    return quick_config() if quick else default_config()
+
+
+def _task_flags(cfg: PIDConfig, args) -> PIDConfig:
     if args.data:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=args.data))
     if args.model:
         cfg = dataclasses.replace(cfg, models=tuple(args.model))
     if args.ranges:
         cfg = dataclasses.replace(cfg, ranges=tuple(args.ranges))
-    cfg = override(dataclasses.replace(cfg, train=cli.with_train_flags(cfg.train, args)), args.overrides)
-    if not cfg.models or not cfg.ranges:
-        raise ConfigError("nothing to do: no model or no momentum range selected")
-    return cfg, None
+    return cfg
 
 
 def main(argv=None) -> Run:

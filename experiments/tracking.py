@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxhep import cli, plots
-from jaxhep.config import from_dict, override, to_dict
+from jaxhep.config import to_dict
 from jaxhep.runs import Run
 from jaxhep.tracking import dataset, evaluate
 from jaxhep.tracking.display import event_display
@@ -91,10 +91,14 @@ def parse_args(argv):
 
 
 def resolve_config(args) -> tuple[TrackingConfig, Run | None]:
-    if args.resume:
-        run = Run.open(args.resume)
-        return from_dict(TrackingConfig, run.config["tracking"]), run
-    cfg = quick_config() if args.quick else default_config()
+    return cli.resolve_config(args, TrackingConfig, "tracking", _defaults, _task_flags)
+
+
+def _defaults(quick: bool) -> TrackingConfig:
+    return quick_config() if quick else default_config()
+
+
+def _task_flags(cfg: TrackingConfig, args) -> TrackingConfig:
     data = cfg.data
     if args.data:
         data = dataclasses.replace(data, path=args.data)
@@ -103,8 +107,7 @@ def resolve_config(args) -> tuple[TrackingConfig, Run | None]:
         cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, pt_min=args.pt_min))
     if args.graph:
         data = dataclasses.replace(data, method=args.graph)
-    train = cli.with_train_flags(cfg.train, args)
-    return override(dataclasses.replace(cfg, data=data, train=train), args.overrides), None
+    return dataclasses.replace(cfg, data=data)
 
 
 def main(argv=None) -> Run:

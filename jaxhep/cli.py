@@ -59,6 +59,28 @@ def with_train_flags(train, args: argparse.Namespace):
     return dataclasses.replace(train, **changes)
 
 
+def resolve_config(args: argparse.Namespace, config_cls, key: str, defaults, task_flags=None):
+    """(config, run) of an experiment: a --resume run's own config (and that run), or
+    `defaults(args.quick)` -> `task_flags(cfg, args)` (the task's own flags) -> the shared
+    train flags (`with_train_flags`) -> `--set` overrides, with no run yet.
+
+    `config_cls` has a `train: TrainConfig` field; `key` is where `Run.create` stored it.
+    """
+    import dataclasses
+
+    from jaxhep.config import from_dict, override
+    from jaxhep.runs import Run
+
+    if args.resume:
+        run = Run.open(args.resume)
+        return from_dict(config_cls, run.config[key]), run
+    cfg = defaults(args.quick)
+    if task_flags is not None:
+        cfg = task_flags(cfg, args)
+    cfg = dataclasses.replace(cfg, train=with_train_flags(cfg.train, args))
+    return override(cfg, args.overrides), None
+
+
 @dataclass
 class Runtime:
     """What an experiment runs on: the mesh and a description for the report."""
