@@ -3,6 +3,7 @@
     python benchmarks/egamma.py --batch 256                    # the seed's network ("se"), fp32
     python benchmarks/egamma.py --batch 256 --config peer      # the PyTorch peer's network
     python benchmarks/egamma.py --batch 256 --config plain --dtype bfloat16
+    python benchmarks/egamma.py --pipeline --batch 512 --workers 4   # the input pipeline alone
 
 `--config peer` is exactly `../shared/bench/peers.py resnet`'s network (pre-activation blocks
 with SE, no groups, no attention pooling, no dropout, 2 logits, 1 668 850 parameters) trained
@@ -145,6 +146,40 @@ def bench(a) -> dict:
     )
 
 
+def pipeline(a) -> None:
+    """Images/s of the training input pipeline alone: the default simulated HDF5 files (made on
+    first use under --data-dir), stratified split, normalisation and augmentation, read by grain
+    as the experiment reads them (`pipeline.training_batches`, `--workers` processes)."""
+    from benchmarks.common import emit, environment
+    from jaxhep.egamma import dataset
+    from jaxhep.egamma.augment import AugmentConfig
+    from jaxhep.pipeline import EpochPlan, training_batches
+
+    data = dataset.load(dataset.DataConfig(), a.data_dir)
+    augment = AugmentConfig.seed_like() if a.augment == "seed" else AugmentConfig()
+    n = len(data.rows["train"])
+    plan = EpochPlan.fit_to(n, a.batch, a.steps_per_call)
+    stream = iter(training_batches(data.reader("train", augment), plan, 0, 1, workers=a.workers))
+    chunks = max(2, a.steps // a.steps_per_call)
+    next(stream)  # workers started, first reads done
+    t0 = time.perf_counter()
+    for _ in range(chunks):
+        next(stream)
+    seconds = time.perf_counter() - t0
+    emit(
+        {
+            "benchmark": "egamma_pipeline",
+            "batch": a.batch,
+            "steps_per_call": a.steps_per_call,
+            "workers": a.workers,
+            "augment": a.augment,
+            "images_per_s": chunks * a.steps_per_call * a.batch / seconds,
+            **environment(),
+            "load_average": os.getloadavg()[0],
+        }
+    )
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=256)
@@ -157,6 +192,10 @@ def parse_args(argv=None):
     p.add_argument("--no-cpu-xla-flags", action="store_true", help=f"do not add {CPU_XLA_FLAGS!r}")
     p.add_argument("--xla-conv-grad", action="store_true", help="conv_vjp=False: XLA's own conv transpose")
     p.add_argument("--native-groups", action="store_true", help="dense_groups=False: XLA grouped convs")
+    p.add_argument("--pipeline", action="store_true", help="time the input pipeline alone (no model)")
+    p.add_argument("--workers", type=int, default=0, help="--pipeline: grain worker processes")
+    p.add_argument("--augment", choices=["default", "seed"], default="default", help="--pipeline")
+    p.add_argument("--data-dir", default="data", help="--pipeline: where the simulated files are")
     a = p.parse_args(argv)
     a.infer_batch = a.infer_batch or a.batch
     return a
@@ -172,7 +211,10 @@ def set_cpu_xla_flags(a) -> None:
 def main():
     a = parse_args()
     set_cpu_xla_flags(a)
-    bench(a)
+    if a.pipeline:
+        pipeline(a)
+    else:
+        bench(a)
 
 
 if __name__ == "__main__":

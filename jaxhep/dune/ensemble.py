@@ -32,10 +32,11 @@ averages.
 
 Strategy (how the member axis runs inside the program; same numbers, tested):
 - "vmap": members batched. A conv whose kernel carries the member axis becomes a grouped convolution
-  (feature_group_count = M), and its gradient a batch-grouped one: cuDNN has kernels for these, but
-  XLA:CPU ran a 5-member step ~17x slower than 5 single-model steps (.notes/dune_models.md).
-- "unroll": a Python loop, M copies of the member program (compile time x M; speed of 5 single steps;
-  `lax.map` over the members, tried too, was ~2x slower than that on the CPU).
+  (feature_group_count = M), and its gradient a batch-grouped one: cuDNN has kernels for these. On
+  XLA:CPU a 5-member three-plane step is 1.14x slower than 5 single-model steps with the core `Conv`
+  (it was 12-17x with `nnx.Conv`; BUILD_NOTES, `benchmarks/dune.py --race`).
+- "unroll": a Python loop, M copies of the member program in one jitted step (compile time x M;
+  1.45x faster than 5 single-model steps on the CPU; `lax.map` over the members was slower).
 - "auto" (default): "unroll" on the CPU backend, "vmap" on accelerators.
 """
 

@@ -7,20 +7,12 @@ import pytest
 
 from experiments import dune as dune_experiment
 from jaxhep import cli
+from tests.smoke import smoke_args
 
 TINY = [
-    "--quick",
-    "--no-progress",
-    "--devices",
-    "1",
+    *smoke_args("data.n_events=300", "net.direction.depths=[1,1,2]", "net.direction.base_filters=4"),
     "--epochs",
     "1",
-    "--set",
-    "data.n_events=300",
-    "--set",
-    "net.direction.depths=[1,1,2]",
-    "--set",
-    "net.direction.base_filters=4",
 ]
 
 

@@ -8,22 +8,12 @@ import pytest
 
 from experiments import egamma as egamma_experiment
 from jaxhep import cli
+from tests.smoke import smoke_args
 
 TINY = [
-    "--quick",
-    "--no-progress",
-    "--devices",
-    "1",
+    *smoke_args("data.max_rows=600", "embed_rows=200", "widths=[4,8]", "blocks_per_stage=[1,1]"),
     "--epochs",
     "1",
-    "--set",
-    "data.max_rows=600",
-    "--set",
-    "embed_rows=200",
-    "--set",
-    "widths=[4,8]",
-    "--set",
-    "blocks_per_stage=[1,1]",
 ]
 
 

@@ -15,19 +15,10 @@ from jaxhep import cli
 from jaxhep.pid.api import load_predictor
 from jaxhep.pid.simulate import simulate_tracks, write_table
 from jaxhep.runs import Run, load_registry
+from tests.smoke import smoke_args
 
 ROOT = Path(__file__).resolve().parents[2]
-# One device keeps compile times down; sharding has its own tests (test_train, test_distributed).
-TINY = [
-    "--quick",
-    "--no-progress",
-    "--devices",
-    "1",
-    "--set",
-    "data.n_tracks=16000",
-    "--set",
-    "eval.importance_rows=500",
-]
+TINY = smoke_args("data.n_tracks=16000", "eval.importance_rows=500")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from jaxhep.tracking.model import EdgeClassifier, EdgeClassifierConfig, batched_
 from jaxhep.tracking.tracks import read_submission
 from jaxhep.tracking.training import LossConfig, auto_pos_weight, make_loss_fn
 from jaxhep.train import TrainConfig, Trainer
+from tests.smoke import smoke_args
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +26,13 @@ def dirs(tmp_path_factory):
 
 def test_quick_run_writes_report_and_a_valid_submission(dirs):
     run = tracking_experiment.main(
-        [
-            "--quick",
-            "--no-progress",
-            "--devices",
-            "1",
-            "--workdir",
-            dirs["workdir"],
-            "--data-dir",
-            dirs["data"],
-            "--set",
+        smoke_args(
             "data.n_events=8",
-            "--set",
             "data.pileup=5",
-            "--set",
             "train.epochs=2",
-        ]
+            workdir=dirs["workdir"],
+            data_dir=dirs["data"],
+        )
     )
     report = json.loads((run.path / "metrics.json").read_text())
     assert 0.0 <= report["tracks"]["score"] <= 1.0 and 0.5 <= report["test"]["auc"] <= 1.0
