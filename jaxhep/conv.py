@@ -10,7 +10,7 @@
   kernels wider than the image lose the taps that see only padding (else XLA swaps the operands
   of such a convolution, which brings back non-canonical labels).
 - `fan_in_init`, `he_init`, `lecun_init`: truncated-normal fan-in initialisers that compile one
-  random-number program for every parameter shape.
+  random-number program shared by all parameter shapes.
 
 Used by `jaxhep.egamma.model` (ResNet-15) and `jaxhep.dune.models` (DUNE CNNs). Works under
 `jax.vmap` / `nnx.vmap` (stacked ensemble members): `jax.custom_vjp` batches its forward and
