@@ -3,14 +3,19 @@
 This must run before JAX initialises its backends, hence at import time here.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One XLA compilation cache for the whole session, shared with the experiments the tests start as
 # subprocesses: the same train step compiled by a killed run, its resume and a straight run is
 # compiled once. Fresh per session (a clean clone's CI starts cold, and so do we).
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jaxhep-test-xla-cache-"))
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="jaxhep-test-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)  # one session's; not left in /tmp
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 from jaxhep.mesh import add_cpu_xla_flags  # noqa: E402
 
