@@ -134,8 +134,10 @@ def main(argv=None) -> Run:
         graph_report = _graph_quality(test, cfg)
         pos_weight = cfg.loss.pos_weight or auto_pos_weight(train)
         print(
-            f"[tracking] {len(train)}/{len(val)}/{len(test)} events, padded to "
-            f"{train.arrays['nodes'].shape[1]} nodes / {train.arrays['senders'].shape[1]} edges; "
+            f"[tracking] {len(train)} training graphs ({cfg.data.train_sectors} phi sector(s) per event), "
+            f"{len(val)}/{len(test)} validation/test events; padded to "
+            f"{train.arrays['nodes'].shape[1]} nodes / {train.arrays['senders'].shape[1]} edges (training), "
+            f"{val.arrays['nodes'].shape[1]} / {val.arrays['senders'].shape[1]} (evaluation); "
             f"pos_weight {pos_weight:.1f}",
             flush=True,
         )

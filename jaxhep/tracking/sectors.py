@@ -1,0 +1,79 @@
+"""Slice an event graph into phi sectors with a halo: more, cheaper training steps on small devices.
+
+A mu = 200 graph (~0.8 M edges) is one optimiser step of ~10 s on a 2-core CPU, so a run sees few
+steps. HEP.TrkX / Exa.TrkX trained on eta / phi sectors of each event for the same reason (Farrell
+et al., arXiv:1810.06111). Here each edge belongs to the sector of its sender's phi ("core" edges:
+every edge of the event is the core of exactly one sector, so an epoch still trains on each edge
+once). A sector's sub-graph also holds the hits within `halo` rad of the sector and every endpoint
+of a core edge, with all edges among those hits, so the message passing around core edges sees
+(almost) the neighbourhood it has in the whole event. Halo edges carry messages but train_mask
+False: they are scored in the sector that owns them.
+
+Evaluation always runs on whole events; sectors are for training only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from jaxhep.tracking.graph import NODE_FEATURES, NODE_SCALES, EventGraph
+
+_PHI = NODE_FEATURES.index("phi")
+
+
+def node_phi(graph: EventGraph) -> np.ndarray:
+    """[N] azimuth of each hit in (-pi, pi] (undoing the node feature's scale)."""
+    return graph.nodes[:, _PHI].astype(np.float64) * NODE_SCALES[_PHI]
+
+
+def phi_sectors(graph: EventGraph, n_sectors: int, halo: float = 0.1) -> list[EventGraph]:
+    """The event cut into n_sectors equal phi sectors (sector k starts at phi = -pi + k 2 pi / n).
+
+    halo: rad of context on each side. Returns n_sectors graphs whose train_mask is True only on the
+    sector's trainable core edges; nodes keep their order (a sub-graph's node i is the i-th kept hit).
+    """
+    if n_sectors < 1:
+        raise ValueError(f"n_sectors must be >= 1, got {n_sectors}")
+    if halo < 0:
+        raise ValueError(f"halo must be >= 0 rad, got {halo}")
+    if n_sectors == 1:
+        return [graph]
+    phi = node_phi(graph)
+    width = 2 * np.pi / n_sectors
+    sector = np.minimum(((phi + np.pi) // width).astype(np.int64), n_sectors - 1)
+    edge_sector = sector[graph.senders]
+    out = []
+    for k in range(n_sectors):
+        centre = -np.pi + (k + 0.5) * width
+        offset = np.abs(np.angle(np.exp(1j * (phi - centre))))  # wrapped |phi - centre|
+        core = edge_sector == k
+        keep_node = offset <= width / 2 + halo
+        keep_node[graph.senders[core]] = True
+        keep_node[graph.receivers[core]] = True
+        out.append(_subgraph(graph, keep_node, core, k))
+    return out
+
+
+def _subgraph(graph: EventGraph, keep_node: np.ndarray, core: np.ndarray, sector: int) -> EventGraph:
+    new_index = np.cumsum(keep_node) - 1
+    keep_edge = keep_node[graph.senders] & keep_node[graph.receivers]
+    pairs_kept = keep_node[graph.true_pairs].all(axis=1)
+    return dataclasses.replace(
+        graph,
+        nodes=graph.nodes[keep_node],
+        edges=graph.edges[keep_edge],
+        senders=new_index[graph.senders[keep_edge]].astype(np.int32),
+        receivers=new_index[graph.receivers[keep_edge]].astype(np.int32),
+        labels=graph.labels[keep_edge],
+        train_mask=graph.train_mask[keep_edge] & core[keep_edge],
+        edge_pt=graph.edge_pt[keep_edge],
+        edge_eta=graph.edge_eta[keep_edge],
+        hit_id=graph.hit_id[keep_node],
+        layer=graph.layer[keep_node],
+        particle_id=graph.particle_id[keep_node],
+        true_pairs=new_index[graph.true_pairs[pairs_kept]].astype(np.int32),
+        true_pt=graph.true_pt[pairs_kept],
+        info={**graph.info, "sector": sector},
+    )
