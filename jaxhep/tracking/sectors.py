@@ -28,11 +28,15 @@ def node_phi(graph: EventGraph) -> np.ndarray:
     return graph.nodes[:, _PHI].astype(np.float64) * NODE_SCALES[_PHI]
 
 
-def phi_sectors(graph: EventGraph, n_sectors: int, halo: float = 0.1) -> list[EventGraph]:
-    """The event cut into n_sectors equal phi sectors (sector k starts at phi = -pi + k 2 pi / n).
+def phi_sectors(
+    graph: EventGraph, n_sectors: int, halo: float = 0.1, balanced: bool = True
+) -> list[EventGraph]:
+    """The event cut into n_sectors phi sectors, each with `halo` rad of context on each side.
 
-    halo: rad of context on each side. Returns n_sectors graphs whose train_mask is True only on the
-    sector's trainable core edges; nodes keep their order (a sub-graph's node i is the i-th kept hit).
+    balanced: sector boundaries at the quantiles of the senders' phi, so every sector owns the same
+    number of edges (the padded size, hence the step time, is set by the largest sector); else equal
+    widths, sector k starting at phi = -pi + k 2 pi / n. Returns n_sectors graphs whose train_mask is
+    True only on the sector's trainable core edges; nodes keep their order.
     """
     if n_sectors < 1:
         raise ValueError(f"n_sectors must be >= 1, got {n_sectors}")
@@ -41,15 +45,19 @@ def phi_sectors(graph: EventGraph, n_sectors: int, halo: float = 0.1) -> list[Ev
     if n_sectors == 1:
         return [graph]
     phi = node_phi(graph)
-    width = 2 * np.pi / n_sectors
-    sector = np.minimum(((phi + np.pi) // width).astype(np.int64), n_sectors - 1)
+    if balanced and graph.n_edge:
+        inner = np.quantile(phi[graph.senders], np.arange(1, n_sectors) / n_sectors)
+    else:
+        inner = -np.pi + np.arange(1, n_sectors) * 2 * np.pi / n_sectors
+    bounds = np.concatenate([[-np.pi], inner, [np.pi]])
+    sector = np.searchsorted(inner, phi, side="right")
     edge_sector = sector[graph.senders]
     out = []
     for k in range(n_sectors):
-        centre = -np.pi + (k + 0.5) * width
-        offset = np.abs(np.angle(np.exp(1j * (phi - centre))))  # wrapped |phi - centre|
+        # how far (rad, around the circle) each hit lies outside [bounds[k], bounds[k + 1])
+        outside = np.minimum((bounds[k] - phi) % (2 * np.pi), (phi - bounds[k + 1]) % (2 * np.pi))
         core = edge_sector == k
-        keep_node = offset <= width / 2 + halo
+        keep_node = (sector == k) | (outside <= halo)
         keep_node[graph.senders[core]] = True
         keep_node[graph.receivers[core]] = True
         out.append(_subgraph(graph, keep_node, core, k))

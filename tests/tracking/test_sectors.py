@@ -37,7 +37,7 @@ def test_four_sectors_by_hand():
     # 5 -> 6 crosses phi = pi (sector 3 into sector 0); 4 -> 3 inside sector 1.
     senders, receivers = [0, 1, 3, 5, 4], [1, 2, 0, 6, 3]
     g = _graph(phi, senders, receivers, train_mask=[True, True, True, True, False])
-    sectors = phi_sectors(g, 4, halo=0.1)
+    sectors = phi_sectors(g, 4, halo=0.1, balanced=False)
     kept_hits = [set(s.hit_id.tolist()) for s in sectors]
     # sector 0 [-pi, -pi/2): node 6 (-3.1), node 5 (3.1) is 0.08 rad across phi = pi: in the halo.
     assert kept_hits[0] == {6, 7}
@@ -75,6 +75,12 @@ def test_simulated_event_every_trainable_edge_once():
         k = s.hit_id[s.senders] * 10**7 + s.hit_id[s.receivers]
         assert [label_of[x] for x in k.tolist()] == s.labels.tolist()
     assert phi_sectors(g, 1)[0] is g
+    # Balanced sectors own equal shares of the edges, up to the edges of one sender (a boundary never
+    # splits a hit's outgoing edges). Without a pT cut every edge is trainable, so train_mask = core.
+    g_all = build_graph(simulate_event(3, pileup=5), pt_min=None)
+    n_core = [int(s.train_mask.sum()) for s in phi_sectors(g_all, 8, 0.05)]
+    assert sum(n_core) == g_all.n_edge
+    assert max(n_core) - min(n_core) <= 2 * np.bincount(g_all.senders).max()
 
 
 @pytest.mark.parametrize("n, halo", [(0, 0.1), (4, -0.1)])
