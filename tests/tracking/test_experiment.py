@@ -29,7 +29,6 @@ def test_quick_run_writes_report_and_a_valid_submission(dirs):
         smoke_args(
             "data.n_events=8",
             "data.pileup=5",
-            "data.train_sectors=2",  # training on phi sectors, evaluation on whole events
             "train.epochs=2",
             workdir=dirs["workdir"],
             data_dir=dirs["data"],
