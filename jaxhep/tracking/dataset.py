@@ -19,7 +19,7 @@ import numpy as np
 from jaxhep.errors import InputError
 from jaxhep.tracking.graph import EventGraph, build_graph
 from jaxhep.tracking.io import list_events, read_event
-from jaxhep.tracking.padding import bucket_size, stack_graphs
+from jaxhep.tracking.padding import graph_buckets, stack_graphs
 from jaxhep.tracking.sectors import phi_sectors
 from jaxhep.tracking.simulate import simulate_dataset
 
@@ -117,22 +117,15 @@ def split(
         parts = phi_sectors(graph, cfg.train_sectors, cfg.sector_halo)
         train_graphs += parts
         train_prefixes += [prefix] * len(parts)
-    train = _stack(train_graphs, train_prefixes, train_graphs, bidirectional)
-    eval_graphs = graphs[n_train:]
-    val = _stack(
-        graphs[n_train : n_train + n_val], prefixes[n_train : n_train + n_val], eval_graphs, bidirectional
+    # stack_graphs pads the training rows to the bucket that fits them all; validation and test share
+    # the bucket of the evaluation events, so one forward program serves both.
+    train = Split(stack_graphs(train_graphs, bidirectional=bidirectional), train_graphs, train_prefixes)
+    n_node, n_edge = graph_buckets(graphs[n_train:])
+    val, test = (
+        Split(stack_graphs(graphs[part], n_node, n_edge, bidirectional), graphs[part], prefixes[part])
+        for part in (slice(n_train, n_train + n_val), slice(n_train + n_val, None))
     )
-    test = _stack(graphs[n_train + n_val :], prefixes[n_train + n_val :], eval_graphs, bidirectional)
     return train, val, test
-
-
-def _stack(
-    graphs: list[EventGraph], prefixes: list[str], size_from: list[EventGraph], bidirectional
-) -> Split:
-    """A split padded to the bucket that fits every graph of `size_from`."""
-    n_node = bucket_size(max(g.n_node for g in size_from) + 1)
-    n_edge = bucket_size(max(g.n_edge for g in size_from))
-    return Split(stack_graphs(graphs, n_node, n_edge, bidirectional), graphs, prefixes)
 
 
 def _save(path: Path, graph: EventGraph) -> None:
