@@ -4,6 +4,10 @@ python -m experiments.tracking                       # simulated mu = 200 events
 python -m experiments.tracking --quick               # one-minute smoke run (low pile-up)
 python -m experiments.tracking --data path/to/train_100_events --pt-min 1.0
 python -m experiments.tracking --tpu
+
+Two stages by default (`cascade.stages`, jaxhep/tracking/cascade.py): a first classifier prunes each
+graph, a second classifies what is left. `--set cascade.filter_run=RUN_DIR` reuses a finished run's
+classifier as the first stage.
 """
 
 from __future__ import annotations
@@ -11,14 +15,17 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+from flax import nnx
 from tqdm.auto import tqdm
 
 from jaxhep import cli, plots
-from jaxhep.config import to_dict
+from jaxhep.config import from_dict, to_dict
+from jaxhep.errors import ConfigError
 from jaxhep.runs import Run
-from jaxhep.tracking import dataset, evaluate
+from jaxhep.tracking import cascade, dataset, evaluate
 from jaxhep.tracking.display import event_display
 from jaxhep.tracking.graph import build_graph, graph_efficiency_purity
 from jaxhep.tracking.io import read_event
@@ -29,9 +36,10 @@ from jaxhep.tracking.training import (
     auto_pos_weight,
     edge_metrics,
     edge_scores,
+    graph_scores,
     make_loss_fn,
 )
-from jaxhep.train import TrainConfig, fit_model
+from jaxhep.train import TrainConfig, fit_model, load_best
 
 
 @dataclass(frozen=True)
@@ -42,12 +50,26 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class CascadeConfig:
+    """Two stages (jaxhep/tracking/cascade.py): a first classifier, trained on the whole graphs, prunes
+    them; a second one, same model config, trains and predicts on what is left."""
+
+    stages: int = 2  # 1: one classifier on the whole graphs
+    target_recall: float = 0.995  # of the validation events' true edges, kept by the first stage
+    filter_epochs: int | None = None  # the first stage's epochs (None: train.epochs)
+    # A finished tracking run (folder) whose classifier serves as the first stage instead of training
+    # one: its filter if it ran two stages, else its only classifier. Same data settings expected.
+    filter_run: str | None = None
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     data: dataset.DataConfig = field(default_factory=dataset.DataConfig)
     model: EdgeClassifierConfig = field(default_factory=EdgeClassifierConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
 
 
 def default_config() -> TrackingConfig:
@@ -116,11 +138,9 @@ def _task_flags(cfg: TrackingConfig, args) -> TrackingConfig:
 def main(argv=None) -> Run:
     args = parse_args(argv)
     cfg, run = resolve_config(args)
+    if cfg.cascade.stages not in (1, 2):
+        raise ConfigError(f"cascade.stages must be 1 or 2, got {cfg.cascade.stages}")
     runtime = cli.setup_runtime(args)
-    n_dev = runtime.mesh.devices.size
-    # One graph per device per step: the graph axis is what is sharded.
-    train_cfg = dataclasses.replace(cfg.train, batch_size=max(cfg.train.batch_size, 1) * n_dev)
-    model_cfg = cfg.model if runtime.platform == "cpu" else dataclasses.replace(cfg.model, dtype="bfloat16")
     t0 = time.time()
     if run is None:
         run = Run.create(
@@ -131,52 +151,31 @@ def main(argv=None) -> Run:
         )
     print(f"[tracking] run {run.path} | {runtime.description}", flush=True)
     try:
-        progress = (lambda xs: tqdm(xs, desc="graphs", leave=False)) if cfg.train.progress else None
-        graphs, prefixes = dataset.load_graphs(cfg.data, args.data_dir, progress)
-        train, val, test = dataset.split(graphs, prefixes, cfg.data, cfg.model.bidirectional)
-        graph_report = _graph_quality(test, cfg)
-        pos_weight = cfg.loss.pos_weight or auto_pos_weight(train)
-        print(
-            f"[tracking] {len(train)} training graphs ({cfg.data.train_sectors} phi sector(s) per event), "
-            f"{len(val)}/{len(test)} validation/test events; padded to "
-            f"{train.arrays['nodes'].shape[1]} nodes / {train.arrays['senders'].shape[1]} edges (training), "
-            f"{val.arrays['nodes'].shape[1]} / {val.arrays['senders'].shape[1]} (evaluation); "
-            f"pos_weight {pos_weight:.1f}",
-            flush=True,
+        graphs, prefixes = dataset.load_graphs(cfg.data, args.data_dir, _progress(cfg, "graphs"))
+        n_eval = cfg.data.val_events + cfg.data.test_events
+        val_part = slice(len(graphs) - n_eval, len(graphs) - cfg.data.test_events)
+        test_part = slice(len(graphs) - cfg.data.test_events, None)
+        graph_report = _graph_quality(graphs[test_part], prefixes[test_part], cfg)
+        report, edge_index, stage_graphs = {}, None, graphs
+        if cfg.cascade.stages == 2:
+            stage_graphs, edge_index, report["filter"] = _prune_with_filter(
+                graphs, prefixes, cfg, runtime, run, val_part, test_part
+            )
+        model, result, val, test = _train_classifier(
+            stage_graphs, prefixes, cfg, runtime, run, run.path / "ckpt", "edges"
         )
-
-        model = EdgeClassifier(model_cfg, rngs=__import__("flax").nnx.Rngs(cfg.train.seed))
-
-        def predict_fn(model, batch):
-            return batched_logits(model, batch)
-
-        def validate(trainer):
-            logits = trainer.predict_rows(val.read, len(val), n_dev)
-            scores = [
-                1 / (1 + np.exp(-lg[: g.n_edge].astype(np.float64))) for lg, g in zip(logits, val.graphs)
-            ]
-            m = edge_metrics(val, scores)
-            return {
-                "val_f1": m["f1"],
-                "val_auc": m["auc"],
-                "val_precision": m["precision"],
-                "val_recall": m["recall"],
-            }
-
-        model, result = fit_model(
-            model,
-            make_loss_fn(cfg.loss, pos_weight),
-            predict_fn,
-            train_cfg,
-            runtime.mesh,
-            train.read,
-            len(train),
-            validate,
-            run.path / "ckpt",
-            run=run,
-            desc="edges",
-        )
-        report = _evaluate(model, val, test, cfg, run, graph_report, result)
+        val_scores, test_scores = edge_scores(model, val), edge_scores(model, test)
+        if edge_index is not None:
+            # the second stage's own figures (on the pruned graphs), then its scores on the whole graphs
+            threshold = edge_metrics(val.graphs, val_scores)["threshold"]
+            report["stage2_test"] = edge_metrics(test.graphs, test_scores, threshold)
+            val_scores, test_scores = (
+                [cascade.scatter_scores(g.n_edge, i, s) for g, i, s in zip(graphs[sl], edge_index[sl], out)]
+                for sl, out in ((val_part, val_scores), (test_part, test_scores))
+            )
+        val_graphs, test_graphs, test_prefixes = graphs[val_part], graphs[test_part], prefixes[test_part]
+        report |= _evaluate(val_graphs, val_scores, test_graphs, test_prefixes, test_scores, cfg, run, result)
+        report["graph"] = graph_report
         report["wall_s"] = round(time.time() - t0, 1)
         run.write_json("metrics.json", report)
         run.write_text("report.md", _markdown(report, runtime.description))
@@ -192,38 +191,152 @@ def main(argv=None) -> Run:
     return run
 
 
-def _graph_quality(test: dataset.Split, cfg: TrackingConfig) -> dict:
+def _progress(cfg: TrackingConfig, desc: str):
+    return (lambda xs: tqdm(xs, desc=desc, leave=False)) if cfg.train.progress else None
+
+
+def _model_config(cfg: TrackingConfig, runtime) -> EdgeClassifierConfig:
+    return cfg.model if runtime.platform == "cpu" else dataclasses.replace(cfg.model, dtype="bfloat16")
+
+
+def _train_classifier(
+    graphs, prefixes, cfg: TrackingConfig, runtime, run: Run, ckpt_dir: Path, desc: str, target_recall=None
+):
+    """Split the graphs, train an edge classifier (resuming ckpt_dir) and return
+    (best model, FitResult, validation split, test split).
+
+    target_recall: also report `val_kept` (the fraction of edges kept at that recall of the validation
+    true edges) and pick the best epoch by it: the figure of merit of a filter.
+    """
+    train, val, test = dataset.split(graphs, prefixes, cfg.data, cfg.model.bidirectional)
+    pos_weight = cfg.loss.pos_weight or auto_pos_weight(train)
+    print(
+        f"[tracking] {desc}: {len(train)} training graphs ({cfg.data.train_sectors} phi sector(s) per "
+        f"event), {len(val)}/{len(test)} validation/test events; padded to "
+        f"{train.arrays['nodes'].shape[1]} nodes / {train.arrays['senders'].shape[1]} edges (training), "
+        f"{val.arrays['nodes'].shape[1]} / {val.arrays['senders'].shape[1]} (evaluation); "
+        f"pos_weight {pos_weight:.1f}",
+        flush=True,
+    )
+    n_dev = runtime.mesh.devices.size
+    # One graph per device per step: the graph axis is what is sharded.
+    train_cfg = dataclasses.replace(cfg.train, batch_size=max(cfg.train.batch_size, 1) * n_dev)
+    if target_recall is not None:
+        train_cfg = dataclasses.replace(
+            train_cfg,
+            epochs=cfg.cascade.filter_epochs or cfg.train.epochs,
+            monitor="val_kept",
+            monitor_mode="min",
+        )
+    model = EdgeClassifier(_model_config(cfg, runtime), rngs=nnx.Rngs(cfg.train.seed))
+
+    def validate(trainer):
+        logits = trainer.predict_rows(val.read, len(val), n_dev)
+        scores = [1 / (1 + np.exp(-lg[: g.n_edge].astype(np.float64))) for lg, g in zip(logits, val.graphs)]
+        m = edge_metrics(val.graphs, scores)
+        out = {f"val_{k}": m[k] for k in ("f1", "auc", "precision", "recall")}
+        if target_recall is not None:
+            t = cascade.recall_threshold(val.graphs, scores, target_recall)
+            out["val_kept"] = cascade.filter_summary(val.graphs, scores, t)["kept_fraction"]
+        return out
+
+    model, result = fit_model(
+        model,
+        make_loss_fn(cfg.loss, pos_weight),
+        batched_logits,
+        train_cfg,
+        runtime.mesh,
+        train.read,
+        len(train),
+        validate,
+        ckpt_dir,
+        run=run,
+        desc=desc,
+        log_prefix={"stage": desc},
+    )
+    return model, result, val, test
+
+
+def _prune_with_filter(graphs, prefixes, cfg: TrackingConfig, runtime, run: Run, val_part, test_part):
+    """The first stage: (pruned graphs, each one's kept-edge indices into its whole graph, the filter's
+    report). The threshold keeps `cascade.target_recall` of the validation events' true edges."""
+    scores, history = _filter_scores(graphs, prefixes, cfg, runtime, run)
+    threshold = cascade.recall_threshold(graphs[val_part], scores[val_part], cfg.cascade.target_recall)
+    pruned = [cascade.prune(g, s, threshold) for g, s in zip(graphs, scores)]
+    report = {
+        part: cascade.filter_summary(graphs[sl], scores[sl], threshold)
+        for part, sl in (("validation", val_part), ("test", test_part))
+    } | {"target_recall": cfg.cascade.target_recall, "epochs": history}
+    plots.training_curves(history, run.plot_path("training_filter.png"), keys=("loss", "val_kept", "val_auc"))
+    f = report["test"]
+    print(
+        f"[tracking] filter: threshold {threshold:.4f} keeps {f['kept_fraction']:.2%} of the test edges, "
+        f"{f['recall']:.2%} of their true edges; purity {f['purity_before']:.2%} -> {f['purity_after']:.2%}",
+        flush=True,
+    )
+    return [p[0] for p in pruned], [p[1] for p in pruned], report
+
+
+def _filter_scores(graphs, prefixes, cfg: TrackingConfig, runtime, run: Run) -> tuple[list, list]:
+    """The first stage's scores of every event, [E] each, and its per-epoch history.
+
+    Scored once and cached in the run (`filter_scores.npz`), so a resumed run goes straight on
+    to the second stage. The classifier is trained here (`ckpt_filter/`) or taken from
+    `cascade.filter_run`.
+    """
+    cache, names = run.path / "filter_scores.npz", [Path(p).name for p in prefixes]
+    scores = cascade.load_scores(cache, names, graphs)
+    if scores is None:
+        if cfg.cascade.filter_run:
+            model = _reused_filter(cfg.cascade.filter_run, runtime)
+        else:
+            ckpt, recall = run.path / "ckpt_filter", cfg.cascade.target_recall
+            model, _, _, _ = _train_classifier(graphs, prefixes, cfg, runtime, run, ckpt, "filter", recall)
+        cascade.save_scores(cache, names, graph_scores(model, graphs, _progress(cfg, "filter scores")))
+        scores = cascade.load_scores(cache, names, graphs)  # the cached (float16) values, as on resume
+    return scores, [r for r in run.read_log() if r.get("stage") == "filter"]
+
+
+def _reused_filter(path: str, runtime) -> EdgeClassifier:
+    """The classifier of a finished tracking run: its filter (`ckpt_filter/`) if it has one, else its
+    only classifier (`ckpt/`), rebuilt from that run's own config."""
+    other = Run.open(path)
+    other_cfg = from_dict(TrackingConfig, other.config["tracking"])
+    ckpt = other.path / ("ckpt_filter" if (other.path / "ckpt_filter").is_dir() else "ckpt")
+    model = EdgeClassifier(_model_config(other_cfg, runtime), rngs=nnx.Rngs(0))
+    print(f"[tracking] filter: the classifier of {ckpt}", flush=True)
+    return load_best(model, other_cfg.train, ckpt)
+
+
+def _graph_quality(test_graphs: list, prefixes: list[str], cfg: TrackingConfig) -> dict:
     """Graph efficiency and purity of both construction methods on the test events."""
     out = {}
     for method in ("geometric", "knn"):
-        if method == cfg.data.method:
-            graphs = test.graphs
-        else:
-            graphs = [
-                build_graph(read_event(p), method, k=cfg.data.k, pt_min=cfg.data.pt_min)
-                for p in test.prefixes
-            ]
+        graphs = test_graphs
+        if method != cfg.data.method:
+            events = (read_event(p) for p in prefixes)
+            graphs = [build_graph(e, method, k=cfg.data.k, pt_min=cfg.data.pt_min) for e in events]
         per = [graph_efficiency_purity(g, cfg.eval.pt_min) for g in graphs]
         out[method] = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
         out[method]["edges_per_event"] = float(np.mean([g.n_edge for g in graphs]))
     return out
 
 
-def _evaluate(model, val, test, cfg: TrackingConfig, run: Run, graph_report: dict, result) -> dict:
-    val_scores = edge_scores(model, val)
-    threshold = edge_metrics(val, val_scores)["threshold"]
-    test_scores = edge_scores(model, test)
-    test_edges = edge_metrics(test, test_scores, threshold)
-    fpr, tpr, auc = evaluate.roc(test.graphs, test_scores)
+def _evaluate(val_graphs, val_scores, test_graphs, test_prefixes, test_scores, cfg, run: Run, result) -> dict:
+    """Edges (threshold by F1 on validation), tracks, scores, efficiencies and plots of the test events;
+    scores: [E] per event on the event's whole graph."""
+    threshold = edge_metrics(val_graphs, val_scores)["threshold"]
+    test_edges = edge_metrics(test_graphs, test_scores, threshold)
+    fpr, tpr, auc = evaluate.roc(test_graphs, test_scores)
     per_event = [
         evaluate.event_tracks(p, g, s, threshold, cfg.eval.track_method, cfg.eval.pt_min)
-        for p, g, s in zip(test.prefixes, test.graphs, test_scores)
+        for p, g, s in zip(test_prefixes, test_graphs, test_scores)
     ]
     tracks = {
         k: float(np.mean([e[k] for e in per_event])) for k in ("score", "score_pt", "efficiency", "fake_rate")
     }
-    eff_pt = evaluate.edge_efficiency_vs(test.graphs, test_scores, threshold, "edge_pt", evaluate.PT_BINS)
-    eff_eta = evaluate.edge_efficiency_vs(test.graphs, test_scores, threshold, "edge_eta", evaluate.ETA_BINS)
+    eff_pt = evaluate.edge_efficiency_vs(test_graphs, test_scores, threshold, "edge_pt", evaluate.PT_BINS)
+    eff_eta = evaluate.edge_efficiency_vs(test_graphs, test_scores, threshold, "edge_eta", evaluate.ETA_BINS)
     plots.roc_curves(
         {"edge classifier": (fpr, tpr, auc)}, run.plot_path("roc.png"), title="Edge ROC (test)", log_fpr=True
     )
@@ -264,13 +377,12 @@ def _evaluate(model, val, test, cfg: TrackingConfig, run: Run, graph_report: dic
         )
     write_submissions(
         run.path / "submission.csv",
-        [(int(p[-9:]), g.hit_id, e["track_id"]) for p, g, e in zip(test.prefixes, test.graphs, per_event)],
+        [(int(p[-9:]), g.hit_id, e["track_id"]) for p, g, e in zip(test_prefixes, test_graphs, per_event)],
     )
     return {
         "threshold": threshold,
         "test": test_edges,
         "tracks": tracks,
-        "graph": graph_report,
         "edge_efficiency_vs_pt": eff_pt,
         "edge_efficiency_vs_eta": eff_eta,
         "track_efficiency_vs_pt": track_pt,
@@ -290,12 +402,14 @@ def _markdown(r: dict, devices: str) -> str:
         f"- epochs: {r['epochs']} (best {r['best_epoch']})",
         f"- edge threshold {r['threshold']:.3f} (best F1 on the validation events)",
         "",
-        "## Edges (test events, trainable edges)",
+        "## Edges (test events, trainable edges"
+        + (", both stages: edges the filter dropped count as scored 0)" if "filter" in r else ")"),
         "",
         "| accuracy | precision | recall | F1 | ROC AUC |",
         "|---:|---:|---:|---:|---:|",
         "| " + " | ".join(f"{t[k]:.4f}" for k in ("accuracy", "precision", "recall", "f1", "auc")) + " |",
         "",
+        *_cascade_lines(r),
         "## Tracks",
         "",
         "| TrackML score | score, pT above cut | tracking efficiency | fake rate |",
@@ -330,11 +444,50 @@ def _markdown(r: dict, devices: str) -> str:
         "![efficiency vs pT](plots/efficiency_vs_pt.png)",
         "![efficiency vs eta](plots/efficiency_vs_eta.png)",
         "![training](plots/training.png)",
+        *(["![filter training](plots/training_filter.png)"] if r.get("filter", {}).get("epochs") else []),
         "![event display](plots/event_display.png)",
         "",
         "Found tracks of the test events: `submission.csv` (event_id,hit_id,track_id).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _cascade_lines(r: dict) -> list[str]:
+    """The report's section on the two stages (none for a one-stage run)."""
+    if "filter" not in r:
+        return []
+    f, s2 = r["filter"], r["stage2_test"]
+    lines = [
+        "## Two stages",
+        "",
+        f"Stage 1 (filter) keeps the edges scoring >= {f['test']['threshold']:.4f}, the threshold that keeps "
+        f"{f['target_recall']:.1%} of the validation events' true edges; "
+        + (
+            f"trained {len(f['epochs'])} epochs (val_kept: the fraction of edges kept at that recall)."
+            if f["epochs"]
+            else "a classifier reused from another run (cascade.filter_run)."
+        ),
+        "",
+        "| filter | edges/event before | after | kept | true edges kept | purity before | after |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for part in ("validation", "test"):
+        p = f[part]
+        lines.append(
+            f"| {part} | {p['edges_per_event_before']:.0f} | {p['edges_per_event_after']:.0f} | "
+            f"{p['kept_fraction']:.4f} | {p['recall']:.4f} | "
+            f"{p['purity_before']:.4f} | {p['purity_after']:.4f} |"
+        )
+    lines += [
+        "",
+        "Stage 2 on the pruned test graphs (its own threshold, best F1 on the pruned validation graphs):",
+        "",
+        "| precision | recall | F1 | ROC AUC |",
+        "|---:|---:|---:|---:|",
+        "| " + " | ".join(f"{s2[k]:.4f}" for k in ("precision", "recall", "f1", "auc")) + " |",
+        "",
+    ]
+    return lines
 
 
 if __name__ == "__main__":

@@ -250,6 +250,28 @@ def fit_model(
     return trainer.model(), result
 
 
+def load_best(model: nnx.Module, cfg: TrainConfig, ckpt_dir: str | Path) -> nnx.Module:
+    """`model` (built with the finished training's model config) given the variables of the best
+    checkpoint in `ckpt_dir`, in eval mode: e.g. a finished run's classifier reused by another run.
+
+    The checkpoint holds (model, optimiser) state; `cfg` is that training's TrainConfig, whose
+    optimiser gives the state's structure (its schedule length does not change it).
+    """
+    ckpts = Checkpoints(ckpt_dir)
+    try:
+        if ckpts.best.latest_step() is None:
+            from jaxhep.errors import InputError
+
+            raise InputError(ckpt_dir, "no best checkpoint here (did that training finish an epoch?)")
+        optimizer = nnx.Optimizer(model, make_optimizer(cfg, 1), wrt=nnx.Param)
+        state, _, _ = ckpts.restore(abstract_like(nnx.state((model, optimizer))), "best")
+    finally:
+        ckpts.close()
+    nnx.update((model, optimizer), state)
+    model.eval()
+    return model
+
+
 def fit(
     trainer: Trainer,
     read_rows: Callable[[np.ndarray], dict],

@@ -10,7 +10,7 @@ from flax import nnx
 
 from jaxhep.errors import NonFiniteLossError
 from jaxhep.mesh import make_mesh, shard_batch
-from jaxhep.train import TrainConfig, Trainer, fit, predict_with
+from jaxhep.train import TrainConfig, Trainer, fit, load_best, predict_with
 from tests.toy import ToyMLP, toy_data, toy_fns
 
 CFG = TrainConfig(epochs=2, batch_size=64, steps_per_call=4, progress=False, patience=5)
@@ -57,6 +57,22 @@ def test_fit_learns_and_keeps_best(tmp_path):
     # after fit the trainer holds the best checkpoint's state
     assert validate(trainer)["val_accuracy"] == pytest.approx(result.best_metric)
     assert (tmp_path / "ckpt" / "best").is_dir() and (tmp_path / "ckpt" / "latest").is_dir()
+
+
+def test_load_best_gives_a_fresh_model_the_best_checkpoint(tmp_path):
+    x, y = toy_data(1024)
+    read, loss_fn, predict_fn, validate = toy_fns(x, y)
+    cfg = dataclasses.replace(CFG, epochs=3, learning_rate=3e-3)
+    trainer = Trainer(ToyMLP(), loss_fn, predict_fn, cfg, make_mesh(), total_steps=3 * 16)
+    fit(trainer, read, 1024, validate, tmp_path / "ckpt")
+    fresh = ToyMLP(seed=1)  # other initial weights, overwritten by the checkpoint's
+    before = jax.tree.map(np.asarray, nnx.state(fresh, nnx.Param))
+    loaded = load_best(fresh, cfg, tmp_path / "ckpt")
+    best = jax.tree.map(np.asarray, nnx.state(trainer.model(), nnx.Param))
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, nnx.state(loaded, nnx.Param)), best)
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(best)))
+    with pytest.raises(Exception, match="no best checkpoint"):
+        load_best(ToyMLP(), cfg, tmp_path / "empty")
 
 
 def test_early_stopping_with_patience(tmp_path):

@@ -41,6 +41,7 @@ between two layers) are not a true pair: no edge between adjacent layers can hol
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass, field
@@ -122,6 +123,31 @@ class EventGraph:
     def n_true(self, pt_min: float | None = None) -> int:
         """Consecutive pairs in the truth of particles with pT > pt_min (all if None)."""
         return self.n_true_total if pt_min is None else int(np.sum(self.true_pt > pt_min))
+
+    def select(self, keep_node: np.ndarray, keep_edge: np.ndarray, info: dict | None = None) -> EventGraph:
+        """The sub-graph of the kept hits [N] bool and edges [E] bool (both endpoints of every kept edge
+        must be kept), nodes renumbered in their order; true_pairs keeps the pairs of two kept hits."""
+        if not keep_node[self.senders[keep_edge]].all() or not keep_node[self.receivers[keep_edge]].all():
+            raise ValueError("a kept edge has an endpoint that is not kept")
+        new_index = np.cumsum(keep_node) - 1
+        pairs_kept = keep_node[self.true_pairs].all(axis=1)
+        return dataclasses.replace(
+            self,
+            nodes=self.nodes[keep_node],
+            edges=self.edges[keep_edge],
+            senders=new_index[self.senders[keep_edge]].astype(np.int32),
+            receivers=new_index[self.receivers[keep_edge]].astype(np.int32),
+            labels=self.labels[keep_edge],
+            train_mask=self.train_mask[keep_edge],
+            edge_pt=self.edge_pt[keep_edge],
+            edge_eta=self.edge_eta[keep_edge],
+            hit_id=self.hit_id[keep_node],
+            layer=self.layer[keep_node],
+            particle_id=self.particle_id[keep_node],
+            true_pairs=new_index[self.true_pairs[pairs_kept]].astype(np.int32),
+            true_pt=self.true_pt[pairs_kept],
+            info=self.info if info is None else info,
+        )
 
 
 def _parts(event) -> tuple[dict, dict | None, dict | None, dict | None]:

@@ -65,23 +65,6 @@ def phi_sectors(
 
 
 def _subgraph(graph: EventGraph, keep_node: np.ndarray, core: np.ndarray, sector: int) -> EventGraph:
-    new_index = np.cumsum(keep_node) - 1
     keep_edge = keep_node[graph.senders] & keep_node[graph.receivers]
-    pairs_kept = keep_node[graph.true_pairs].all(axis=1)
-    return dataclasses.replace(
-        graph,
-        nodes=graph.nodes[keep_node],
-        edges=graph.edges[keep_edge],
-        senders=new_index[graph.senders[keep_edge]].astype(np.int32),
-        receivers=new_index[graph.receivers[keep_edge]].astype(np.int32),
-        labels=graph.labels[keep_edge],
-        train_mask=graph.train_mask[keep_edge] & core[keep_edge],
-        edge_pt=graph.edge_pt[keep_edge],
-        edge_eta=graph.edge_eta[keep_edge],
-        hit_id=graph.hit_id[keep_node],
-        layer=graph.layer[keep_node],
-        particle_id=graph.particle_id[keep_node],
-        true_pairs=new_index[graph.true_pairs[pairs_kept]].astype(np.int32),
-        true_pt=graph.true_pt[pairs_kept],
-        info={**graph.info, "sector": sector},
-    )
+    sub = graph.select(keep_node, keep_edge, info={**graph.info, "sector": sector})
+    return dataclasses.replace(sub, train_mask=sub.train_mask & core[keep_edge])

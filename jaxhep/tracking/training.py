@@ -12,7 +12,9 @@ from flax import nnx
 
 from jaxhep import losses, metrics
 from jaxhep.tracking.dataset import Split
+from jaxhep.tracking.graph import EventGraph
 from jaxhep.tracking.model import batched_logits
+from jaxhep.tracking.padding import graph_buckets, pad_graph
 
 
 @dataclass(frozen=True)
@@ -85,15 +87,27 @@ def edge_scores(model: nnx.Module, split: Split) -> list[np.ndarray]:
     return out
 
 
-def edge_metrics(split: Split, scores: list[np.ndarray], threshold: float | None = None) -> dict:
+def graph_scores(model: nnx.Module, graphs: list[EventGraph], progress=None) -> list[np.ndarray]:
+    """Edge probabilities of unpadded graphs, padded one at a time to one shared bucket (one compile,
+    one graph in memory): list of [E_real]. progress: an optional wrapper of the graph list (tqdm)."""
+    graphdef, state = nnx.split(model)
+    n_node, n_edge = graph_buckets(graphs)
+    out = []
+    for graph in graphs if progress is None else progress(graphs):
+        padded = pad_graph(graph, n_node, n_edge, model.cfg.bidirectional)
+        out.append(np.asarray(_scores(graphdef, state, padded))[: graph.n_edge])
+    return out
+
+
+def edge_metrics(graphs: list[EventGraph], scores: list[np.ndarray], threshold: float | None = None) -> dict:
     """Edge accuracy / precision / recall / F1 / AUC on the trainable edges; threshold by F1 if None."""
-    labels, probs = _flat(split, scores)
+    labels, probs = _flat(graphs, scores)
     if threshold is None:
         threshold = metrics.threshold_for(labels, probs, "f1")
     return {"threshold": float(threshold), **metrics.binary_metrics(labels, probs, threshold)}
 
 
-def _flat(split: Split, scores: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.concatenate([g.labels[g.train_mask.astype(bool)] for g in split.graphs])
-    probs = np.concatenate([s[g.train_mask.astype(bool)] for g, s in zip(split.graphs, scores)])
+def _flat(graphs: list[EventGraph], scores: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.concatenate([g.labels[g.train_mask.astype(bool)] for g in graphs])
+    probs = np.concatenate([s[g.train_mask.astype(bool)] for g, s in zip(graphs, scores)])
     return labels, probs

@@ -24,8 +24,9 @@ def dirs(tmp_path_factory):
     return {"workdir": str(base / "runs"), "data": str(base / "data")}
 
 
-def test_quick_run_writes_report_and_a_valid_submission(dirs):
-    run = tracking_experiment.main(
+@pytest.fixture(scope="module")
+def quick_run(dirs):
+    return tracking_experiment.main(
         smoke_args(
             "data.n_events=8",
             "data.pileup=5",
@@ -34,6 +35,10 @@ def test_quick_run_writes_report_and_a_valid_submission(dirs):
             data_dir=dirs["data"],
         )
     )
+
+
+def test_quick_run_writes_report_and_a_valid_submission(dirs, quick_run):
+    run = quick_run
     report = json.loads((run.path / "metrics.json").read_text())
     assert 0.0 <= report["tracks"]["score"] <= 1.0 and 0.5 <= report["test"]["auc"] <= 1.0
     assert set(report["graph"]) == {"geometric", "knn"}
@@ -48,6 +53,49 @@ def test_quick_run_writes_report_and_a_valid_submission(dirs):
     for g, prefix in zip(test_graphs, prefixes[-data_cfg.test_events :]):
         rows = sub["event_id"] == int(prefix[-9:])
         assert np.array_equal(np.sort(sub["hit_id"][rows]), np.sort(g.hit_id))  # every hit exactly once
+
+
+def test_two_stages_filter_keeps_the_target_recall_and_caches_its_scores(quick_run):
+    report = json.loads((quick_run.path / "metrics.json").read_text())
+    f = report["filter"]
+    assert f["validation"]["recall"] >= f["target_recall"]  # by construction, on validation
+    assert f["test"]["edges_per_event_after"] <= f["test"]["edges_per_event_before"]
+    assert len(f["epochs"]) == 2 and "val_kept" in f["epochs"][0]
+    assert (quick_run.path / "filter_scores.npz").exists()
+    assert (quick_run.path / "ckpt_filter" / "best").is_dir()
+    # the cascade's recall (whole graph) cannot exceed what the filter kept of the test's true edges
+    assert report["test"]["recall"] <= f["test"]["recall"] + 1e-9
+    assert "## Two stages" in (quick_run.path / "report.md").read_text()
+    assert (quick_run.path / "plots" / "training_filter.png").exists()
+
+
+def test_resumed_finished_run_reuses_the_cached_filter_scores(dirs, quick_run):
+    before = json.loads((quick_run.path / "metrics.json").read_text())
+    n_records = len(quick_run.read_log())
+    args = ["--resume", str(quick_run.path), "--no-progress", "--devices", "1", "--data-dir", dirs["data"]]
+    tracking_experiment.main(args)
+    after = json.loads((quick_run.path / "metrics.json").read_text())
+    assert len(quick_run.read_log()) == n_records  # nothing trained again, neither stage
+    assert after["filter"]["test"] == before["filter"]["test"]
+    assert after["test"] == before["test"]
+
+
+def test_a_finished_runs_filter_can_be_reused(dirs, quick_run):
+    first = json.loads((quick_run.path / "metrics.json").read_text())
+    run = tracking_experiment.main(
+        smoke_args(
+            "data.n_events=8",
+            "data.pileup=5",
+            "train.epochs=1",
+            f"cascade.filter_run={quick_run.path}",
+            workdir=dirs["workdir"],
+            data_dir=dirs["data"],
+        )
+    )
+    report = json.loads((run.path / "metrics.json").read_text())
+    # the same filter (restored from the first run's best checkpoint) scores the same events alike
+    assert report["filter"]["test"] == first["filter"]["test"]
+    assert report["filter"]["epochs"] == [] and not (run.path / "ckpt_filter").exists()
 
 
 def test_loss_stays_finite_and_falls_over_hundreds_of_steps(dirs):

@@ -3,31 +3,10 @@
 import numpy as np
 import pytest
 
-from jaxhep.tracking.graph import EventGraph, build_graph
+from jaxhep.tracking.graph import build_graph
 from jaxhep.tracking.sectors import node_phi, phi_sectors
 from jaxhep.tracking.simulate import simulate_event
-
-
-def _graph(phi, senders, receivers, train_mask=None):
-    n, e = len(phi), len(senders)
-    nodes = np.zeros((n, 3), np.float32)
-    nodes[:, 0] = np.arange(n) / 10  # r: tells the nodes apart after slicing
-    nodes[:, 1] = np.asarray(phi) / np.pi
-    return EventGraph(
-        nodes=nodes,
-        edges=np.arange(e, dtype=np.float32)[:, None],  # edge feature = original edge index
-        senders=np.asarray(senders, np.int32),
-        receivers=np.asarray(receivers, np.int32),
-        labels=np.ones(e, np.float32),
-        train_mask=np.ones(e, bool) if train_mask is None else np.asarray(train_mask),
-        edge_pt=np.ones(e, np.float32),
-        edge_eta=np.zeros(e, np.float32),
-        hit_id=np.arange(1, n + 1, dtype=np.int64),
-        layer=np.zeros(n, np.int32),
-        particle_id=np.arange(n, dtype=np.int64),
-        true_pairs=np.stack([np.asarray(senders), np.asarray(receivers)], 1).astype(np.int32),
-        true_pt=np.ones(e, np.float32),
-    )
+from tests.tracking.handmade import hand_graph
 
 
 def test_four_sectors_by_hand():
@@ -36,7 +15,7 @@ def test_four_sectors_by_hand():
     # 0 -> 1 inside sector 2; 1 -> 2 inside sector 2; 3 -> 0 crosses from sector 1 into sector 2;
     # 5 -> 6 crosses phi = pi (sector 3 into sector 0); 4 -> 3 inside sector 1.
     senders, receivers = [0, 1, 3, 5, 4], [1, 2, 0, 6, 3]
-    g = _graph(phi, senders, receivers, train_mask=[True, True, True, True, False])
+    g = hand_graph(phi, senders, receivers, train_mask=[True, True, True, True, False])
     sectors = phi_sectors(g, 4, halo=0.1, balanced=False)
     kept_hits = [set(s.hit_id.tolist()) for s in sectors]
     # sector 0 [-pi, -pi/2): node 6 (-3.1), node 5 (3.1) is 0.08 rad across phi = pi: in the halo.
@@ -86,4 +65,4 @@ def test_simulated_event_every_trainable_edge_once():
 @pytest.mark.parametrize("n, halo", [(0, 0.1), (4, -0.1)])
 def test_bad_arguments(n, halo):
     with pytest.raises(ValueError):
-        phi_sectors(_graph([0.0, 1.0], [0], [1]), n, halo)
+        phi_sectors(hand_graph([0.0, 1.0], [0], [1]), n, halo)
