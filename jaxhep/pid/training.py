@@ -200,7 +200,6 @@ def train_or_reuse(
         predict_logits(model, data.val.x, data.val.group_mask), data.val.label, init_bias=-np.log(weights)
     )
     checkpoint.save_weights(directory / "weights", nnx.state(model))
-    (directory / "preprocessor.json").write_text(json.dumps(data.preprocessor.to_dict()))
     _write_model_json(
         directory,
         name,
@@ -233,6 +232,7 @@ def _write_model_json(
     weights: Path,
     **extra,
 ) -> None:
+    # preprocessor.json first, model.json last: model.json's presence means the folder is complete.
     if runs.is_primary() and not (directory / "preprocessor.json").exists():
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "preprocessor.json").write_text(json.dumps(data.preprocessor.to_dict()))
