@@ -33,7 +33,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from jaxhep.checkpoint import Checkpoints, abstract_like
-from jaxhep.errors import ConfigError, NonFiniteLossError
+from jaxhep.errors import ConfigError, InputError, NonFiniteLossError
 from jaxhep.mesh import gather_to_host, process_slice, put_replicated, shard_batch
 from jaxhep.pipeline import EpochPlan, Prefetcher, eval_batches, training_batches
 from jaxhep.runs import Run, is_primary
@@ -260,8 +260,6 @@ def load_best(model: nnx.Module, cfg: TrainConfig, ckpt_dir: str | Path) -> nnx.
     ckpts = Checkpoints(ckpt_dir)
     try:
         if ckpts.best.latest_step() is None:
-            from jaxhep.errors import InputError
-
             raise InputError(ckpt_dir, "no best checkpoint here (did that training finish an epoch?)")
         optimizer = nnx.Optimizer(model, make_optimizer(cfg, 1), wrt=nnx.Param)
         state, _, _ = ckpts.restore(abstract_like(nnx.state((model, optimizer))), "best")

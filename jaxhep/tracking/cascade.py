@@ -72,16 +72,15 @@ def filter_summary(graphs: list[EventGraph], scores: list[np.ndarray], threshold
     """What the filter keeps on some events: edges kept, recall of the trainable true edges, purity."""
     n_edge = sum(g.n_edge for g in graphs)
     kept = sum(int(np.sum(s >= threshold)) for s in scores)
-    pos = positive_scores(graphs, scores)
+    pos = positive_scores(graphs, scores)  # one score per trainable true edge
     true_kept = int(np.sum(pos >= threshold))
-    n_true_edges = sum(int(np.sum((g.labels > 0) & g.train_mask.astype(bool))) for g in graphs)
     return {
         "threshold": threshold,
         "edges_per_event_before": n_edge / len(graphs),
         "edges_per_event_after": kept / len(graphs),
         "kept_fraction": kept / max(n_edge, 1),
         "recall": true_kept / max(len(pos), 1),
-        "purity_before": n_true_edges / max(n_edge, 1),
+        "purity_before": len(pos) / max(n_edge, 1),
         "purity_after": true_kept / max(kept, 1),
     }
 
@@ -105,6 +104,9 @@ def load_scores(path: str | os.PathLike, names: list[str], graphs: list[EventGra
     if not path.exists():
         return None
     with np.load(path) as cache:
-        if not all(n in cache.files and len(cache[n]) == g.n_edge for n, g in zip(names, graphs)):
+        if not set(names) <= set(cache.files):
             return None
-        return [cache[n].astype(np.float32) for n in names]
+        scores = [cache[n] for n in names]  # each array read from disk once
+    if any(len(s) != g.n_edge for s, g in zip(scores, graphs)):
+        return None
+    return [s.astype(np.float32) for s in scores]
