@@ -70,20 +70,17 @@ def measure(a) -> dict:
 
     from benchmarks.common import environment, peak_memory, timed, train_calls
     from jaxhep.dune import ensemble as ens
-    from jaxhep.dune.dataset import LABEL
-    from jaxhep.dune.training import NetConfig, build, predict
+    from jaxhep.dune.training import NetConfig, build, member_loss, predict
     from jaxhep.mesh import make_mesh, shard_batch
     from jaxhep.train import TrainConfig, Trainer
 
     if a.dtype is None:  # resolved here: the parent process never starts a backend (GPU memory)
         a.dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
     task, network = NETWORKS[a.model]
-    model = build(task, network, NetConfig(members=a.members), a.dtype, seed=0)
+    net = NetConfig(members=a.members)
+    model = build(task, network, net, a.dtype, seed=0)
     model.strategy = a.strategy
-    member_loss = (
-        ens.direction_loss("hybrid_angular") if task == "direction" else ens.binary_loss(LABEL[task])
-    )
-    loss_fn = ens.make_loss_fn(member_loss, "online" if a.members > 1 else "none")
+    loss_fn = ens.make_loss_fn(member_loss(task, net), "online" if a.members > 1 else "none")
     k, b = a.steps_per_call, a.batch
     cfg = TrainConfig(
         batch_size=b, steps_per_call=k, optimizer="adamw", learning_rate=1e-3, grad_clip_norm=1.0

@@ -52,7 +52,7 @@ import optax
 from flax import nnx
 
 from jaxhep import losses
-from jaxhep.dune.models import safe_unit
+from jaxhep.dune.models import bisector, directions, safe_unit
 
 Array = jax.Array
 STRATEGIES = ("auto", "vmap", "unroll")
@@ -209,8 +209,11 @@ class WithRowIndex:
 def direction_loss(name: str = "cosine", target_key: str = "direction", **kwargs) -> MemberLoss:
     """A member loss from `jaxhep.losses` (cosine | angular | focal_angular | hybrid_angular).
 
-    pred [B, 3], batch[target_key] [B, 3]; the bootstrap weights are the loss's `mask` (a weighted
-    mean). kwargs go to the loss (gamma, alpha).
+    pred [B, 3] (vector head): the loss of pred against batch[target_key] [B, 3].
+    pred [B, 6] (axis_vector head): the same loss of the vector pred[:, 3:] against the true
+    direction, plus that of the axis pred[:, :3] against the true direction *or its opposite,
+    whichever is nearer*: sign-blind, so it teaches the line even where head and tail are ambiguous.
+    The bootstrap weights are the losses' `mask` (a weighted mean). kwargs go to the loss (gamma, alpha).
     """
     fns = {
         "cosine": losses.cosine_loss,
@@ -221,7 +224,17 @@ def direction_loss(name: str = "cosine", target_key: str = "direction", **kwargs
     if name not in fns:
         raise ValueError(f"unknown direction loss {name!r} ({', '.join(fns)})")
     fn = fns[name]
-    return lambda pred, batch, w: fn(pred, batch[target_key], mask=w, **kwargs)
+
+    def member_loss(pred, batch, w):
+        true = batch[target_key]
+        if pred.shape[-1] == 3:
+            return fn(pred, true, mask=w, **kwargs)
+        axis, vector = pred[:, :3], pred[:, 3:]
+        along = jax.lax.stop_gradient(jnp.sum(axis * true.astype(jnp.float32), axis=-1) >= 0)
+        nearer = jnp.where(along[:, None], true, -true)
+        return fn(vector, true, mask=w, **kwargs) + fn(axis, nearer, mask=w, **kwargs)
+
+    return member_loss
 
 
 def binary_loss(label_key: str, pos_weight: float = 1.0) -> MemberLoss:
@@ -300,21 +313,30 @@ def _angle_deg(a: Array, b: Array) -> Array:
 
 
 def combine_directions(members: Array) -> dict[str, Array]:
-    """Member unit vectors [M, B, 3] -> the ensemble's direction and spread, rows first.
+    """Member outputs [M, B, 3] (vector head) or [M, B, 6] (axis_vector head) -> the ensemble's
+    direction, rows first.
 
-    direction [B, 3]: mean of the unit vectors, renormalised; resultant [B]: |mean| in [0, 1]
-    (1 = all agree; ~0 when members split head-tail); spread_deg [B]: RMS angle of the members to
-    the ensemble direction; members [B, M, 3].
+    As one member does (`models.directions`), the ensemble takes the bisector of its vector and its
+    line: the vector is the mean of the members' unit vectors, the line the principal axis of their
+    axes (largest eigenvector of sum_m a_m a_m^T, so members that disagree on the sense still agree on
+    the line), turned to the vector's side. For the vector head a_m = v_m.
+
+    direction [B, 3]; sense_agreement [B]: fraction of members whose own direction lies on the side
+    of `direction`; spread_deg [B]: RMS angle of the members' own directions to `direction`;
+    members [B, M, 3]: those directions.
     """
-    members = safe_unit(members)
-    mean = members.mean(axis=0)
-    direction = safe_unit(mean)
-    spread = jnp.sqrt(jnp.mean(_angle_deg(members, direction[None]) ** 2, axis=0))
+    axes = safe_unit(members[..., :3])
+    vectors = safe_unit(members[..., 3:]) if members.shape[-1] == 6 else axes
+    own = directions(members)
+    _, eigenvectors = jnp.linalg.eigh(jnp.einsum("mbi,mbj->bij", axes, axes))
+    line = eigenvectors[..., -1]  # eigh sorts eigenvalues ascending
+    direction = bisector(safe_unit(vectors.mean(axis=0)), line)
+    spread = jnp.sqrt(jnp.mean(_angle_deg(own, direction[None]) ** 2, axis=0))
     return {
         "direction": direction,
-        "resultant": jnp.linalg.norm(mean, axis=-1),
+        "sense_agreement": jnp.mean(jnp.einsum("mbi,bi->mb", own, direction) > 0, axis=0),
         "spread_deg": spread,
-        "members": jnp.swapaxes(members, 0, 1),
+        "members": jnp.swapaxes(own, 0, 1),
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxhep import metrics, plots
+from jaxhep.dune import moments
 from jaxhep.dune.dataset import LABEL, DuneData
 from jaxhep.dune.training import Trained, predict
 from jaxhep.runs import Run
@@ -23,7 +24,8 @@ def direction_metrics(outputs: dict, data: DuneData) -> dict:
     true, energy = data.column("direction", "test"), data.column("energy", "test")
     angle = metrics.angular_error_deg(outputs["direction"], true)
     axis = metrics.axis_error_deg(outputs["direction"], true)
-    out = {"n_test": int(len(angle))}
+    # The sense along the axis (head vs tail): right when the angle is below 90 degrees.
+    out = {"n_test": int(len(angle)), "head_tail_correct": float(np.mean(angle < 90.0))}
     for name, v in (("angle", angle), ("axis", axis)):
         out[f"mean_{name}_deg"] = float(np.mean(v))
         out[f"median_{name}_deg"] = float(np.median(v))
@@ -37,6 +39,24 @@ def direction_metrics(outputs: dict, data: DuneData) -> dict:
         }
     out["mean_member_spread_deg"] = float(np.mean(outputs["spread_deg"]))
     out["_angle"], out["_axis"], out["_energy"] = angle, axis, energy
+    return out
+
+
+def moments_baseline(data: DuneData, chunk: int = 2048) -> dict:
+    """Mean / median axis error (degrees) on the test split of the principal-axis fit
+    (`jaxhep.dune.moments`, no learning), three planes and the X plane alone."""
+    read, n = data.reader("test"), len(data.rows["test"])
+    axes = {"three_plane": [], "single_plane": []}
+    for start in range(0, n, chunk):
+        batch = read(np.arange(start, min(n, start + chunk)))
+        images = {k: batch[k] for k in ("images_u", "images_v", "images_x")}
+        axes["three_plane"].append(moments.principal_axes(images))
+        axes["single_plane"].append(moments.principal_axes({"images_x": images["images_x"]}))
+    true = data.column("direction", "test")
+    out = {}
+    for name, parts in axes.items():
+        err = metrics.axis_error_deg(np.concatenate(parts), true)
+        out[name] = {"mean_axis_deg": float(np.mean(err)), "median_axis_deg": float(np.median(err))}
     return out
 
 

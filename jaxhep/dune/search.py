@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxhep.dune import ensemble as ens
-from jaxhep.dune.dataset import LABEL
-from jaxhep.dune.training import NETWORKS, NetConfig, build, monitor, predict, train
+from jaxhep.dune.training import NETWORKS, NetConfig, build, member_loss, monitor, predict, train
 from jaxhep.memory import device_memory_bytes, estimate_trainer_step
 from jaxhep.search import run_search
 
@@ -67,11 +66,10 @@ def search(cfg, n_trials: int, data, runtime, dtype: str, train_cfg, workdir: st
 
     def memory_check(p):
         net = net_for(task, cfg.net, p)
-        member_loss = ens.direction_loss(net.loss) if task == "direction" else ens.binary_loss(LABEL[task])
         example = ens.WithRowIndex(data.reader("train"))(np.arange(1))
         estimate = estimate_trainer_step(
             lambda: build(task, network, net, dtype, train_cfg.seed),
-            ens.make_loss_fn(member_loss, net.bootstrap),
+            ens.make_loss_fn(member_loss(task, net), net.bootstrap),
             predict(task),
             trial_train_cfg(p),
             mesh,

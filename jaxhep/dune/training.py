@@ -86,6 +86,13 @@ def monitor(task: str) -> tuple[str, str]:
     return ("val_angle_deg", "min") if task == "direction" else ("val_auc", "max")
 
 
+def member_loss(task: str, net: NetConfig) -> ens.MemberLoss:
+    """The loss of one ensemble member for `task` with `net`'s loss settings."""
+    if task == "direction":
+        return ens.direction_loss(net.loss)
+    return ens.binary_loss(LABEL[task])
+
+
 def predict(task: str):
     return ens.predict_directions if task == "direction" else ens.predict_logits
 
@@ -121,8 +128,7 @@ def train(
     if (directory / "model.json").exists():
         return load_trained(directory)
     model = build(task, network, net, dtype, train_cfg.seed)
-    member_loss = ens.direction_loss(net.loss) if task == "direction" else ens.binary_loss(LABEL[task])
-    loss_fn = ens.make_loss_fn(member_loss, net.bootstrap)
+    loss_fn = ens.make_loss_fn(member_loss(task, net), net.bootstrap)
     val_reader = data.reader("val")
     n_val = len(data.rows["val"])
 

@@ -11,7 +11,6 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxhep import losses
 from jaxhep.dune import ensemble as ens
 from jaxhep.dune.models import DirectionConfig, SinglePlaneCNN
 from jaxhep.mesh import make_mesh, shard_batch
@@ -80,7 +79,8 @@ def test_ensemble_loss_equals_the_sum_of_member_losses():
     batch = jax.tree.map(jnp.asarray, _data())
     loss_fn = nnx.jit(ens.make_loss_fn(ens.direction_loss("angular")))
     weights = ens.bootstrap_weights(jax.random.PRNGKey(1), M, batch["row"])  # the ensemble's seed
-    single = nnx.jit(lambda member, batch, w: losses.angular_loss(member(batch), batch["direction"], mask=w))
+    member_loss = ens.direction_loss("angular")
+    single = nnx.jit(lambda member, batch, w: member_loss(member(batch), batch, w))
     stats = {}
     for strategy in ("vmap", "unroll"):
         model = ens.BootstrapEnsemble(make_member, M, seed=1, strategy=strategy)
@@ -178,17 +178,52 @@ def test_combining_members():
     up = jnp.array([0.0, 0.0, 1.0])
     tilted = jnp.array([0.0, np.sin(0.1), np.cos(0.1)])
     combine = jax.jit(ens.combine_directions)
+    # vector head: members [M, B, 3]
     same = combine(jnp.stack([up, up])[:, None])  # [M=2, B=1, 3]
-    np.testing.assert_allclose(same["direction"][0], up, atol=1e-7)
-    np.testing.assert_allclose([same["resultant"][0], same["spread_deg"][0]], [1.0, 0.0], atol=1e-4)
+    np.testing.assert_allclose(same["direction"][0], up, atol=1e-6)
+    np.testing.assert_allclose([same["sense_agreement"][0], same["spread_deg"][0]], [1.0, 0.0], atol=1e-3)
     pair = combine(jnp.stack([up, tilted])[:, None])
-    np.testing.assert_allclose(pair["spread_deg"][0], np.degrees(0.05), rtol=1e-4)  # each 0.05 rad off
-    flip = combine(jnp.stack([up, -up])[:, None])  # head-tail split: no direction
-    assert float(flip["resultant"][0]) < 1e-6
+    np.testing.assert_allclose(pair["direction"][0], [0.0, np.sin(0.05), np.cos(0.05)], atol=1e-6)
+    np.testing.assert_allclose(pair["spread_deg"][0], np.degrees(0.05), rtol=1e-3)  # each 0.05 rad off
+    flip = combine(jnp.stack([up, -up])[:, None])  # head-tail split: the line survives, the sense is 50/50
+    np.testing.assert_allclose(np.abs(flip["direction"][0]), up, atol=1e-6)
+    np.testing.assert_allclose([flip["sense_agreement"][0], flip["spread_deg"][0]], [0.5, 180 / np.sqrt(2)])
+    # axis_vector head: [M, B, 6]. Axes +z and -z, vectors on the +z side, tilted +-y: each member's own
+    # direction is its bisector, 18.4 degrees off z; the ensemble's: mean vector +z, line +z.
+    members = jnp.array([[[0.0, 0.0, 1.0, 0.0, 0.6, 0.8]], [[0.0, 0.0, -1.0, 0.0, -0.6, 0.8]]])
+    both = combine(members)
+    np.testing.assert_allclose(both["direction"][0], up, atol=1e-6)
+    own = np.array([[0, 0.6, 1.8], [0, -0.6, 1.8]]) / np.hypot(0.6, 1.8)
+    np.testing.assert_allclose(both["members"][0], own, atol=1e-6)
+    np.testing.assert_allclose(both["sense_agreement"][0], 1.0)
+    np.testing.assert_allclose(both["spread_deg"][0], np.degrees(np.arctan(1 / 3)), rtol=1e-4)
+    # the sense follows the mean vector: (0, 0, 1 - 0.8 - 0.8) / 3 points to -z
+    split = jnp.array([[[0, 0, 1.0, 0, 0, 1.0]], [[0, 0, 1.0, 0.6, 0, -0.8]], [[0, 0, 1.0, -0.6, 0, -0.8]]])
+    voted = combine(split)
+    np.testing.assert_allclose(voted["direction"][0], -up, atol=1e-6)
+    np.testing.assert_allclose(voted["sense_agreement"][0], 2 / 3, atol=1e-6)
     probs = jax.jit(ens.combine_logits)(jnp.array([[0.0, 2.0], [0.0, -2.0]]))  # [M=2, B=2]
     np.testing.assert_allclose(probs["prob"], [0.5, 0.5], atol=1e-6)
     np.testing.assert_allclose(probs["logit"], [0.0, 0.0], atol=1e-5)
     assert float(probs["prob_std"][1]) > 0.3 and probs["members"].shape == (2, 2)
+
+
+def test_direction_losses_are_blind_to_the_axis_when_the_sense_is_a_coin_flip():
+    """Why the axis_vector head exists: averaged over a true direction t and -t (a 50/50 sense), every
+    direction loss of a vector prediction is flat (angle(p, t) + angle(p, -t) = pi): no gradient
+    towards the axis. The axis part of the axis_vector loss still has one."""
+    rng = np.random.default_rng(6)
+    t = jnp.asarray(rng.normal(size=(8, 3)), jnp.float32)
+    w = jnp.ones(8)
+    for name in ("cosine", "angular", "hybrid_angular"):
+        fn = ens.direction_loss(name)
+        grad = jax.grad(lambda p, fn=fn: fn(p, {"direction": t}, w) + fn(p, {"direction": -t}, w))(t + 0.3)
+        np.testing.assert_allclose(grad, 0.0, atol=1e-6)
+    fn = ens.direction_loss("angular")
+    p6 = jnp.concatenate([t + 0.3, t + 0.3], axis=1)
+    grad = jax.grad(lambda p: fn(p, {"direction": t}, w) + fn(p, {"direction": -t}, w))(p6)
+    np.testing.assert_allclose(grad[:, 3:], 0.0, atol=1e-6)  # the vector part: flat as above
+    assert float(jnp.abs(grad[:, :3]).max()) > 1e-2
 
 
 def test_member_loss_factories():
@@ -199,6 +234,15 @@ def test_member_loss_factories():
     np.testing.assert_allclose(cosine(pred, batch, w), 0.25, rtol=1e-6)  # weighted: (3 * 0 + 1) / 4
     np.testing.assert_allclose(angular(pred, batch, w), np.pi / 8, rtol=1e-6)
     assert np.isfinite(float(jax.jit(ens.binary_loss("label"))(jnp.array([2.0, -1.0]), batch, w)))
+    # axis_vector head [B, 6]: axes +z against true -z, so the axis part is 0 (the line is right);
+    # the vector part is the plain loss of the vectors: rows 0 and 1 at 180 and 90 degrees.
+    both = jax.jit(ens.direction_loss("angular"))
+    pred6 = jnp.array([[0.0, 0.0, 1.0, 0.0, 0.0, 1.0], [0.0, 0.0, -1.0, 0.0, 1.0, 0.0]])
+    down = {"direction": -batch["direction"]}
+    np.testing.assert_allclose(both(pred6, down, w), (3 * np.pi + np.pi / 2) / 4, rtol=1e-6)
+    # row 1's axis 60 degrees off the line: + (pi/3) / 4
+    tilted6 = pred6.at[1, :3].set(jnp.array([0.0, np.sin(np.pi / 3), -np.cos(np.pi / 3)]))
+    np.testing.assert_allclose(both(tilted6, down, w) - both(pred6, down, w), np.pi / 12, rtol=1e-5)
     with pytest.raises(ValueError, match="direction loss"):
         ens.direction_loss("mse")
     assert dataclasses.is_dataclass(MEMBER)

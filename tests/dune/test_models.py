@@ -103,11 +103,15 @@ def _run(model, batch, key, check_eval: bool = True):
     return y_train, y_eval
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize(
+    "dtype, head", [("float32", "axis_vector"), ("float32", "vector"), ("bfloat16", "axis_vector")]
+)
 @pytest.mark.parametrize("cls", [ThreePlaneCNN, SinglePlaneCNN])
-def test_direction_models_give_unit_vectors(batch, cls, dtype):
+def test_direction_models_give_unit_vectors(batch, cls, dtype, head):
     # bfloat16 programs compile ~2x slower on a CPU: one stage per branch is enough for the dtype check.
-    cfg = TINY if dtype == "float32" else dataclasses.replace(TINY, depths=(1, 1, 1), dtype=dtype)
+    cfg = dataclasses.replace(TINY, head=head)
+    if dtype != "float32":
+        cfg = dataclasses.replace(cfg, depths=(1, 1, 1), dtype=dtype)
     model = cls(cfg, rngs=nnx.Rngs(params=0))
     params = nnx.state(model, nnx.Param)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))  # params stay fp32
@@ -116,10 +120,27 @@ def test_direction_models_give_unit_vectors(batch, cls, dtype):
     assert _conv_dtypes(model, inputs) == {jnp.dtype(dtype)}
     outputs = _run(model, inputs, jax.random.PRNGKey(1), check_eval=dtype == "float32")
     for y in filter(lambda y: y is not None, outputs):
-        chex.assert_shape(y, (B, 3))
+        chex.assert_shape(y, (B, models.HEADS[head]))  # axis_vector: unit axis + unit vector
         chex.assert_type(y, jnp.float32)
         chex.assert_tree_all_finite(y)
-        np.testing.assert_allclose(_norms(y), 1.0, atol=1e-5)
+        np.testing.assert_allclose(_norms(y[:, :3]), 1.0, atol=1e-5)
+        d = jax.jit(models.directions)(y)
+        chex.assert_shape(d, (B, 3))
+        np.testing.assert_allclose(_norms(d), 1.0, atol=1e-5)
+        assert np.all(np.sum(np.asarray(d) * np.asarray(y[:, -3:]), axis=1) >= 0)  # on the vector's side
+
+
+def test_directions_bisect_the_vector_and_the_turned_axis():
+    out = jnp.array([[0.0, 0.0, 2.0, 0.0, 0.6, 0.8], [0.0, 3.0, 0.0, 0.0, -0.6, 0.8], [4.0, 0, 0, 0, 1.0, 0]])
+    # (v + a), (v - a) as v . a < 0, and at v . a = 0 the axis as it is: (v + a)
+    want = np.array([[0, 0.6, 1.8], [0, -1.6, 0.8], [1.0, 1.0, 0]])
+    np.testing.assert_allclose(
+        models.directions(out), want / np.linalg.norm(want, axis=1)[:, None], atol=1e-6
+    )
+    flipped = out.at[:2, :3].multiply(-1)  # the axis' own sign does not matter, the vector decides
+    np.testing.assert_allclose(models.directions(flipped)[:2], models.directions(out)[:2], atol=1e-6)
+    with pytest.raises(ValueError, match="head"):
+        ThreePlaneCNN(dataclasses.replace(TINY, head="sphere"), rngs=nnx.Rngs(0))
 
 
 def test_branches_follow_per_plane_depth_and_growth():
