@@ -159,8 +159,9 @@ def main(argv=None):
                 print(f"[dune] {network}: accuracy {r['accuracy']:.4f}, ROC AUC {r['auc']:.4f}", flush=True)
             r["epochs"] = len(trained.history)
             results[network] = r
-        baseline = evaluate.moments_baseline(data) if cfg.task == "direction" else None
+        baseline = None
         if cfg.task == "direction":
+            baseline = evaluate.moments_baseline(data)
             evaluate.direction_plots(results, run)
         else:
             plots.roc_curves(

@@ -270,6 +270,8 @@ class DirectionCNN(nnx.Module):
 
     def __call__(self, batch: dict, rngs: nnx.Rngs | None = None) -> Array:
         raw = self.raw(batch, rngs)
+        if raw.shape[-1] == 3:
+            return safe_unit(raw)
         return jnp.concatenate([safe_unit(raw[:, :3]), safe_unit(raw[:, 3:])], axis=-1)
 
 
