@@ -131,8 +131,22 @@ def training_batches(
     ds = grain.MapDataset.source(source).map(read_rows).batch(plan.steps_per_call)
     it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=buffer))
     if workers > 0:
+        _mark_absl_flags_parsed()
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     return it_ds
+
+
+def _mark_absl_flags_parsed() -> None:
+    """Let grain's worker processes read their absl flags' defaults.
+
+    grain's multiprocessing reads absl flags (e.g. `grain_enable_multiprocess_worker_profiling`),
+    which raise `UnparsedFlagAccessError` unless some `app.run` parsed the command line. Our
+    programs parse their own arguments with argparse, so the defaults are what they want.
+    """
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 def eval_batches(n_rows: int, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:

@@ -95,6 +95,16 @@ def test_training_batches_are_chunks_of_k_batches():
     np.testing.assert_array_equal(local[5]["idx"], chunks[5]["idx"][:, 4:12])
 
 
+def test_worker_processes_give_the_same_chunks_in_order():
+    # grain's worker processes (the experiments' --workers on a GPU) read absl flags, which a
+    # program that never called absl's app.run has not parsed: this failed before the fix
+    want = [c["idx"] for c in training_batches(read_rows, PLAN, seed=5, max_epochs=1)]
+    got = [c["idx"] for c in training_batches(read_rows, PLAN, seed=5, max_epochs=1, workers=2)]
+    assert len(got) == len(want) == PLAN.chunks_per_epoch
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_too_small_a_training_set_is_a_config_error():
     with pytest.raises(ConfigError, match="fewer than one chunk"):
         training_batches(read_rows, EpochPlan(40, 16, 3), seed=0, max_epochs=1)
