@@ -138,11 +138,18 @@ def _child(a, **overrides) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _shown(record: dict) -> dict:
+    """Print a child's record as soon as it is in (a race cut short keeps what it measured)."""
+    print(json.dumps(record), flush=True)
+    return record
+
+
 def race(a) -> dict:
     """M-member ensemble of `a.model`: vmap vs unroll in one program vs M single-model steps."""
-    single = _child(a, members=1, strategy="auto")
-    vmap = _child(a, strategy="vmap")
-    unroll = _child(a, strategy="unroll")
+    single, vmap, unroll = (
+        _shown(_child(a, **kw))
+        for kw in ({"members": 1, "strategy": "auto"}, {"strategy": "vmap"}, {"strategy": "unroll"})
+    )
     m = a.members
     sequential_ms = m * single["train_ms_per_step"]  # M members trained one after another
     return {
