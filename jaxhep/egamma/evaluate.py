@@ -10,6 +10,7 @@ from jaxhep import metrics, plots
 from jaxhep.egamma.dataset import CLASS_NAMES, EgammaData
 from jaxhep.egamma.training import TrainedModel, infer
 from jaxhep.embedding import pca_2d
+from jaxhep.pipeline import RowSubset
 from jaxhep.runs import Run
 
 
@@ -34,12 +35,17 @@ def evaluate_model(trained: TrainedModel, data: EgammaData, run: Run, embed_rows
         run.plot_path(f"confusion_{name}.png"),
         title=f"{name}: confusion (rows: true class)",
     )
-    n_embed = min(embed_rows, len(test_labels))
-    features = infer(model, test_reader, n_embed, what="features")
+    # Evenly spaced over the split, not its first rows: the split keeps file order (sorted rows
+    # read HDF5 fastest), so the first rows of the default sample are all photons.
+    picked = np.unique(
+        np.linspace(0, len(test_labels) - 1, min(embed_rows, len(test_labels))).astype(np.int64)
+    )
+    features = infer(model, RowSubset(test_reader, picked), len(picked), what="features")
     points, ratio = pca_2d(features)
+    embed_labels = test_labels[picked]
     plots.scatter_2d(
         points,
-        test_labels[:n_embed],
+        embed_labels,
         CLASS_NAMES,
         run.plot_path(f"embedding_{name}.png"),
         title=f"{name}: PCA of penultimate features ({ratio[0]:.0%} + {ratio[1]:.0%} of variance)",
@@ -51,6 +57,7 @@ def evaluate_model(trained: TrainedModel, data: EgammaData, run: Run, embed_rows
         "report_md": metrics.format_classification_report(report),
         "confusion": cm.tolist(),
         "embedding_variance_ratio": ratio.tolist(),
+        "embedding_class_counts": np.bincount(embed_labels.astype(np.int64), minlength=2).tolist(),
         "roc": {"fpr": fpr[::step].tolist(), "tpr": tpr[::step].tolist()},
         "n_test": int(len(test_labels)),
     }

@@ -11,7 +11,7 @@ from jaxhep import cli
 from tests.smoke import smoke_args
 
 TINY = [
-    *smoke_args("data.max_rows=600", "embed_rows=200", "widths=[4,8]", "blocks_per_stage=[1,1]"),
+    *smoke_args("data.max_rows=600", "embed_rows=40", "widths=[4,8]", "blocks_per_stage=[1,1]"),
     "--epochs",
     "1",
 ]
@@ -31,6 +31,8 @@ def test_quick_run_trains_both_networks_and_reports(dirs):
         assert 0.0 <= m["auc"] <= 1.0 and 0.0 <= m["accuracy"] <= 1.0
         assert np.asarray(m["confusion"]).sum() == m["n_test"] == 90
         assert set(m["report"]) >= {"photon", "electron", "accuracy"}
+        # 40 of the 90 test images, both classes (the split's first 45 rows are all photons)
+        assert sum(m["embedding_class_counts"]) == 40 and min(m["embedding_class_counts"]) >= 15
     plots = {p.name for p in (run.path / "plots").glob("*.png")}
     assert {"roc.png", "confusion_se.png", "embedding_se.png", "embedding_plain.png"} <= plots
     report = (run.path / "report.md").read_text()
