@@ -127,17 +127,20 @@ def save_model(directory: str | Path, model, meta: dict) -> Path:
 
 
 def write_model_json(directory: str | Path, meta: dict, weights: str | Path) -> Path:
-    """`directory/model.json` = meta + the weights' absolute path, written by a rename (primary only).
+    """`directory/model.json` = meta + the weights' path, written by a rename (primary only).
 
-    `weights` may lie in another folder (a finished model reused by a later run)."""
+    `weights` may lie in another folder (a finished model reused by a later run). The path is kept
+    relative to `directory`, so a run folder (or a workdir of runs) still loads after a move or
+    a copy to another machine."""
     import json
+    import os
 
     from jaxhep.runs import is_primary
 
     directory = Path(directory)
     if is_primary():
         directory.mkdir(parents=True, exist_ok=True)
-        record = {**meta, "weights": str(Path(weights).absolute())}
+        record = {**meta, "weights": os.path.relpath(Path(weights).absolute(), directory.absolute())}
         tmp = directory / ".model.json.tmp"
         tmp.write_text(json.dumps(record, indent=2, default=float))
         tmp.replace(directory / "model.json")
@@ -154,5 +157,6 @@ def load_model(directory: str | Path, build) -> tuple[Any, dict]:
     model = build(meta)
     model.eval()
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nnx.state(model))
-    nnx.update(model, load_weights(meta["weights"], abstract))
+    # relative to the folder; an absolute path (model.json before 2026-11-27) is taken as it is
+    nnx.update(model, load_weights(Path(directory) / meta["weights"], abstract))
     return model, meta

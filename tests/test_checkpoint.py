@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxhep.checkpoint import Checkpoints, abstract_like, load_weights, save_weights
+from jaxhep.checkpoint import Checkpoints, abstract_like, load_model, load_weights, save_model, save_weights
 from jaxhep.errors import InputError
 from jaxhep.mesh import make_mesh
 from jaxhep.train import TrainConfig, Trainer
@@ -175,3 +175,14 @@ def test_load_weights_from_a_missing_path_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no saved weights") as info:
         load_weights(tmp_path / "nothing", {})
     assert info.value.path == str((tmp_path / "nothing").absolute())
+
+
+def test_a_saved_model_folder_loads_after_the_run_is_moved(tmp_path, trainer):
+    import shutil
+
+    shifted = nnx.merge(nnx.graphdef(trainer.model()), _shifted(nnx.state(trainer.model()), 1))
+    save_model(tmp_path / "runs" / "a" / "models" / "mlp", shifted, {"name": "mlp"})
+    shutil.move(tmp_path / "runs", tmp_path / "elsewhere")  # e.g. a run copied back from a GPU node
+    model, meta = load_model(tmp_path / "elsewhere" / "a" / "models" / "mlp", lambda m: ToyMLP())
+    assert meta["name"] == "mlp" and meta["weights"] == "weights"
+    _assert_same(nnx.state(model), nnx.state(shifted))
