@@ -27,6 +27,7 @@ from jaxhep.dune.models import (
     SinglePlaneCNN,
     ThreePlaneCNN,
 )
+from jaxhep.dune.symmetry import SymmetryAugmented
 from jaxhep.runs import Run
 from jaxhep.train import FitResult, TrainConfig, Trainer, fit_model
 
@@ -47,6 +48,9 @@ class NetConfig:
     members: int = 5  # bootstrap ensemble size (1 = one model)
     bootstrap: str = "fixed"  # fixed | online | none (see dune.ensemble)
     loss: str = "hybrid_angular"  # direction: cosine | angular | focal_angular | hybrid_angular
+    symmetries: bool = (
+        False  # direction: train on events mirrored by the detector's symmetries (dune.symmetry)
+    )
 
 
 @dataclass
@@ -131,6 +135,9 @@ def train(
     loss_fn = ens.make_loss_fn(member_loss(task, net), net.bootstrap)
     val_reader = data.reader("val")
     n_val = len(data.rows["val"])
+    train_reader = data.reader("train")
+    if task == "direction" and net.symmetries:
+        train_reader = SymmetryAugmented(train_reader, train_cfg.seed)
 
     def validate(trainer: Trainer) -> dict:
         return validation_metrics(task, trainer.predict_rows(val_reader, n_val), data)
@@ -141,7 +148,7 @@ def train(
         predict(task),
         train_cfg,
         mesh,
-        ens.WithRowIndex(data.reader("train")),
+        ens.WithRowIndex(train_reader),
         len(data.rows["train"]),
         validate,
         directory / "ckpt",

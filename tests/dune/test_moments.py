@@ -5,26 +5,13 @@ import pytest
 
 from jaxhep import metrics
 from jaxhep.dune import geometry, moments
-
-
-def _straight_track_images(direction: np.ndarray, length_mm: float = 60.0) -> dict[str, np.ndarray]:
-    """One image [1, 128, 16] per plane: a uniform line of charge through the centre along `direction`."""
-    points = np.linspace(-0.5, 0.5, 400)[:, None] * length_mm * direction[None, :]
-    out = {}
-    for plane in geometry.PLANES:
-        tick = np.floor(geometry.tick_coordinate(points) + 64).astype(int)
-        channel = np.floor(geometry.wire_coordinate(points, plane) + 8).astype(int)
-        image = np.zeros((1, 128, 16), np.float32)
-        inside = (tick >= 0) & (tick < 128) & (channel >= 0) & (channel < 16)
-        image[0, tick[inside], channel[inside]] = 0.6  # same charge per pixel
-        out[f"images_{plane.name.lower()}"] = image
-    return out
+from tests.dune.painted import straight_track_images
 
 
 @pytest.mark.parametrize("direction", [(0.3, 0.5, 0.8), (-0.6, 0.2, 0.5), (0.5, -0.7, 0.3)])
 def test_principal_axes_of_straight_tracks(direction):
     d = np.asarray(direction) / np.linalg.norm(direction)
-    images = _straight_track_images(d)
+    images = straight_track_images(d)
     axis = moments.principal_axes(images)
     assert axis.shape == (1, 3)
     assert metrics.axis_error_deg(axis, d[None])[0] < 4.0  # pixels of 0.8 x 4.7 mm on a 6 cm track
