@@ -48,9 +48,7 @@ class NetConfig:
     members: int = 5  # bootstrap ensemble size (1 = one model)
     bootstrap: str = "fixed"  # fixed | online | none (see dune.ensemble)
     loss: str = "hybrid_angular"  # direction: cosine | angular | focal_angular | hybrid_angular
-    symmetries: bool = (
-        False  # direction: train on events mirrored by the detector's symmetries (dune.symmetry)
-    )
+    symmetries: bool = False  # direction: train on mirrored events too (dune.symmetry)
 
 
 @dataclass
