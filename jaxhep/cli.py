@@ -60,7 +60,8 @@ def with_train_flags(train, args: argparse.Namespace):
 
 
 def resolve_config(args: argparse.Namespace, config_cls, key: str, defaults, task_flags=None):
-    """(config, run) of an experiment: a --resume run's own config (and that run), or
+    """(config, run) of an experiment: a --resume run's own config (and that run; of the flags only
+    --no-progress applies), or
     `defaults(args.quick)` -> `task_flags(cfg, args)` (the task's own flags) -> the shared
     train flags (`with_train_flags`) -> `--set` overrides, with no run yet.
 
@@ -73,7 +74,10 @@ def resolve_config(args: argparse.Namespace, config_cls, key: str, defaults, tas
 
     if args.resume:
         run = Run.open(args.resume)
-        return from_dict(config_cls, run.config[key]), run
+        cfg = from_dict(config_cls, run.config[key])
+        if args.no_progress:  # display, not a setting of the run
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False))
+        return cfg, run
     cfg = defaults(args.quick)
     if task_flags is not None:
         cfg = task_flags(cfg, args)
