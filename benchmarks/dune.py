@@ -18,7 +18,8 @@ Each measurement runs in its own process, so that its peak memory (the accelerat
 
 The race (the issue's "5-member vmapped ensemble vs 5 members trained one after another"):
 `strategy=vmap` (members batched in one program), `strategy=unroll` (a loop of members in one
-program) and 5 x the single-model step, all at the same batch.
+program) and 5 x the single-model step, all at the same batch. Each leg's JSON line is printed as it
+finishes (a race cut short by a time limit keeps its legs), then the race's summary line.
 """
 
 from __future__ import annotations
