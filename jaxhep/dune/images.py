@@ -28,6 +28,11 @@ def log_normalise(adc: np.ndarray) -> np.ndarray:
     return np.clip(np.log1p(np.maximum(adc, 0.0)) / np.log1p(ADC_SATURATION), 0.0, 1.0).astype(np.float32)
 
 
+def adc_of(normalised: np.ndarray) -> np.ndarray:
+    """The inverse of `log_normalise` (below saturation): ADC [...] float64 of log-normalised pixels."""
+    return np.expm1(np.asarray(normalised, np.float64) * np.log1p(ADC_SATURATION))
+
+
 def pulse_samples(
     tps: dict[str, np.ndarray], rows: np.ndarray, threshold: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxhep.dune import geometry
-
-ADC_SCALE = 4096.0  # the images hold log(1 + ADC) / log(4096) (jaxhep.dune.images)
+from jaxhep.dune.images import adc_of
 
 
 def plane_lines(images: np.ndarray, plane: geometry.WirePlane) -> tuple[np.ndarray, np.ndarray]:
@@ -28,7 +27,7 @@ def plane_lines(images: np.ndarray, plane: geometry.WirePlane) -> tuple[np.ndarr
 
     Returns (normals [N, 3], elongation [N] in [0, 1]: 0 a round blob or an empty image, 1 a line).
     """
-    adc = np.where(images > 0, ADC_SCALE ** images.astype(np.float64) - 1.0, 0.0)
+    adc = np.where(images > 0, adc_of(images), 0.0)
     t = (np.arange(images.shape[1]) + 0.5) * geometry.TICK_MM
     c = (np.arange(images.shape[2]) + 0.5) * plane.pitch_mm
     total = adc.sum((1, 2))
