@@ -66,23 +66,46 @@ def resolve_config(args: argparse.Namespace, config_cls, key: str, defaults, tas
     train flags (`with_train_flags`) -> `--set` overrides, with no run yet.
 
     `config_cls` has a `train: TrainConfig` field; `key` is where `Run.create` stored it.
+    A flag given with --resume must agree with the run's own setting (the same command with --resume
+    added is fine); one that would change it is a ConfigError naming it, not silently ignored.
     """
     import dataclasses
 
     from jaxhep.config import from_dict, override
     from jaxhep.runs import Run
 
+    def with_flags(cfg):
+        if task_flags is not None:
+            cfg = task_flags(cfg, args)
+        cfg = dataclasses.replace(cfg, train=with_train_flags(cfg.train, args))
+        return override(cfg, args.overrides)
+
     if args.resume:
         run = Run.open(args.resume)
         cfg = from_dict(config_cls, run.config[key])
         if args.no_progress:  # display, not a setting of the run
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False))
+        _refuse_changes(cfg, with_flags(cfg), args.resume)
         return cfg, run
-    cfg = defaults(args.quick)
-    if task_flags is not None:
-        cfg = task_flags(cfg, args)
-    cfg = dataclasses.replace(cfg, train=with_train_flags(cfg.train, args))
-    return override(cfg, args.overrides), None
+    return with_flags(defaults(args.quick)), None
+
+
+def _refuse_changes(kept, asked, run_dir: str) -> None:
+    """ConfigError if the flags (`asked`) change any setting of the resumed run's config (`kept`)."""
+    from jaxhep.config import to_dict
+    from jaxhep.errors import ConfigError
+
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            yield from flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+
+    old, new = dict(flat(to_dict(kept))), dict(flat(to_dict(asked)))
+    changed = [f"{k}={new[k]!r} (the run has {old[k]!r})" for k in old if new[k] != old[k]]
+    if changed:
+        raise ConfigError(
+            f"--resume {run_dir} continues that run with its own settings; these flags would change "
+            f"them: {'; '.join(changed)}. Drop them, or start a new run without --resume."
+        )
 
 
 @dataclass
