@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jaxhep.errors import DeviceError, JaxhepError
+from jaxhep.errors import ConfigError, DeviceError, JaxhepError
 
 
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -71,7 +71,7 @@ def resolve_config(args: argparse.Namespace, config_cls, key: str, defaults, tas
     """
     import dataclasses
 
-    from jaxhep.config import from_dict, override
+    from jaxhep.config import changed_fields, from_dict, override
     from jaxhep.runs import Run
 
     def with_flags(cfg):
@@ -80,32 +80,20 @@ def resolve_config(args: argparse.Namespace, config_cls, key: str, defaults, tas
         cfg = dataclasses.replace(cfg, train=with_train_flags(cfg.train, args))
         return override(cfg, args.overrides)
 
-    if args.resume:
-        run = Run.open(args.resume)
-        cfg = from_dict(config_cls, run.config[key])
-        if args.no_progress:  # display, not a setting of the run
-            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False))
-        _refuse_changes(cfg, with_flags(cfg), args.resume)
-        return cfg, run
-    return with_flags(defaults(args.quick)), None
-
-
-def _refuse_changes(kept, asked, run_dir: str) -> None:
-    """ConfigError if the flags (`asked`) change any setting of the resumed run's config (`kept`)."""
-    from jaxhep.config import to_dict
-    from jaxhep.errors import ConfigError
-
-    def flat(d, prefix=""):
-        for k, v in d.items():
-            yield from flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
-
-    old, new = dict(flat(to_dict(kept))), dict(flat(to_dict(asked)))
-    changed = [f"{k}={new[k]!r} (the run has {old[k]!r})" for k in old if new[k] != old[k]]
+    if not args.resume:
+        return with_flags(defaults(args.quick)), None
+    run = Run.open(args.resume)
+    kept = from_dict(config_cls, run.config[key])
+    cfg = with_flags(kept)
+    changed = changed_fields(kept, cfg)
+    changed.pop("train.progress", None)  # --no-progress: display, not a setting of the run
     if changed:
+        named = "; ".join(f"{k}={new!r} (the run has {old!r})" for k, (old, new) in changed.items())
         raise ConfigError(
-            f"--resume {run_dir} continues that run with its own settings; these flags would change "
-            f"them: {'; '.join(changed)}. Drop them, or start a new run without --resume."
+            f"--resume {args.resume} continues that run with its own settings; these flags would "
+            f"change them: {named}. Drop them, or start a new run without --resume."
         )
+    return cfg, run
 
 
 @dataclass

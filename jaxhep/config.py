@@ -36,6 +36,18 @@ def from_dict(cls: type[T], data: dict) -> T:
     return cls(**kwargs)
 
 
+def changed_fields(old: Any, new: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """{"a.b": (old value, new value)} for every leaf field where two configs of one type differ."""
+    out = {}
+    for f in dataclasses.fields(old):
+        a, b = getattr(old, f.name), getattr(new, f.name)
+        if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
+            out.update(changed_fields(a, b, f"{prefix}{f.name}."))
+        elif a != b:
+            out[f"{prefix}{f.name}"] = (a, b)
+    return out
+
+
 def override(cfg: T, assignments: list[str] | tuple[str, ...]) -> T:
     """Apply overrides like ``["train.lr=3e-4", "model.hidden=(256,128)"]`` to a config.
 

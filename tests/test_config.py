@@ -9,7 +9,7 @@ from typing import Literal
 
 import pytest
 
-from jaxhep.config import from_dict, override, to_dict
+from jaxhep.config import changed_fields, from_dict, override, to_dict
 from jaxhep.errors import ConfigError
 from jaxhep.train import TrainConfig
 
@@ -177,3 +177,12 @@ def test_from_dict_fills_defaults_and_rejects_unknown_or_mistyped_keys():
         from_dict(Experiment, {"train": {"learning_rat": 0.1}})
     with pytest.raises(ConfigError, match="integer"):
         from_dict(Experiment, {"train": {"epochs": "many"}})
+
+
+def test_changed_fields_names_each_differing_leaf_by_its_path():
+    cfg = override(BASE, ["train.epochs=7", "model.hidden=(8,)", "tag=base"])
+    assert changed_fields(BASE, cfg) == {
+        "model.hidden": ((64, 32), (8,)),
+        "train.epochs": (TrainConfig().epochs, 7),
+    }
+    assert changed_fields(cfg, cfg) == {}
