@@ -1,9 +1,9 @@
 """Vector scaling recovers a known temperature and bias and never worsens the likelihood."""
 
 import numpy as np
-import pytest
 
 from jaxhep.calibration import Calibration, fit_calibration
+from tests.approx import approx
 
 
 def _nll(probs, labels):
@@ -19,12 +19,12 @@ def test_recovers_known_tilt():
     tilt = np.log([0.5, 4.0, 1.0, 2.0])
     reported = 2.0 * (true_logits + tilt)
     cal = fit_calibration(reported, labels, steps=1500)
-    assert cal.temperature == pytest.approx(2.0, rel=0.05)
+    assert cal.temperature == approx(2.0, rel=0.05)
     expected_bias = -tilt - (-tilt).mean()
     np.testing.assert_allclose(cal.bias, expected_bias, atol=0.08)
     calibrated = cal.apply(reported)
     assert _nll(calibrated, labels) < _nll(Calibration.identity(4).apply(reported), labels)
-    assert _nll(calibrated, labels) == pytest.approx(_nll(p, labels), abs=2e-3)
+    assert _nll(calibrated, labels) == approx(_nll(p, labels), abs=2e-3)
 
 
 def test_round_trip():

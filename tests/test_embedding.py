@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from jaxhep.embedding import pca_2d
+from tests.approx import approx
 
 
 def test_pca_matches_covariance_eigenvectors():
@@ -21,7 +22,7 @@ def test_pca_matches_covariance_eigenvectors():
     for k in range(2):
         np.testing.assert_allclose(np.abs(points[:, k]), np.abs(want[:, k]), atol=1e-8)
     np.testing.assert_allclose(ratio, values[::-1][:2] / values.sum(), rtol=1e-10)
-    assert ratio[0] == pytest.approx(9 / 10.01, rel=0.05)
+    assert ratio[0] == approx(9 / 10.01, rel=0.05)
     np.testing.assert_array_equal(pca_2d(x)[0], points)  # deterministic
 
 

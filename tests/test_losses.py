@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from jaxhep import losses
+from tests.approx import approx
 
 LN2, LN4 = np.log(2.0), np.log(4.0)
 
@@ -21,24 +22,24 @@ def test_softmax_focal_by_hand():
     ce = np.array([-np.log(0.75), LN4])
     # gamma = 0 is alpha * cross-entropy: 0.25 * mean(0.28768, 1.38629) = 0.209247
     got = losses.softmax_focal_loss(logits, labels, alpha=0.25, gamma=0.0)
-    assert got == pytest.approx(0.25 * ce.mean(), rel=1e-6)
+    assert got == approx(0.25 * ce.mean(), rel=1e-6)
     # gamma = 2: label 1 -> 0.25 * 0.25^2 * 0.287682 = 0.00449503
     #            label 0 -> 0.25 * 0.75^2 * 1.386294 = 0.19494767; mean = 0.09972135
     got = losses.softmax_focal_loss(logits, labels, alpha=0.25, gamma=2.0)
-    assert got == pytest.approx((0.00449503 + 0.19494767) / 2, rel=1e-5)
+    assert got == approx((0.00449503 + 0.19494767) / 2, rel=1e-5)
     # Class weights (2, 1) double the label-0 term: (0.00449503 + 0.38989534) / 2
     got = losses.softmax_focal_loss(logits, labels, class_weights=jnp.array([2.0, 1.0]))
-    assert got == pytest.approx((0.00449503 + 0.38989534) / 2, rel=1e-5)
+    assert got == approx((0.00449503 + 0.38989534) / 2, rel=1e-5)
 
 
 def test_sigmoid_focal_by_hand():
     # logit 0 -> p = 1/2, BCE = ln 2, (1 - p_t)^2 = 1/4.
     # y = 1: alpha 0.25 -> 0.25 * 0.25 * ln 2 = 0.0433217; y = 0: 0.75 * 0.25 * ln 2 = 0.1299651
     got = losses.sigmoid_focal_loss(jnp.zeros(2), jnp.array([1.0, 0.0]))
-    assert got == pytest.approx((0.0433217 + 0.1299651) / 2, rel=1e-5)
+    assert got == approx((0.0433217 + 0.1299651) / 2, rel=1e-5)
     # gamma = 0, alpha = None is plain BCE.
     x, y = jnp.array([-2.0, 0.3, 4.0]), jnp.array([1.0, 0.0, 1.0])
-    assert losses.sigmoid_focal_loss(x, y, alpha=None, gamma=0.0) == pytest.approx(
+    assert losses.sigmoid_focal_loss(x, y, alpha=None, gamma=0.0) == approx(
         losses.weighted_bce(x, y), rel=1e-6
     )
 
@@ -58,9 +59,9 @@ def test_weighted_bce_matches_torch_formula():
     y = (rng.random((64, 3)) < 0.3).astype(np.float64)
     for pw in (1.0, 4.5, np.array([1.0, 2.0, 10.0])):
         got = losses.weighted_bce(jnp.asarray(x), jnp.asarray(y), pos_weight=pw)
-        assert got == pytest.approx(_torch_bce_with_logits(x, y, pw), rel=1e-5)
+        assert got == approx(_torch_bce_with_logits(x, y, pw), rel=1e-5)
     # By hand: x = 0, y = 1, pos_weight 3 -> 3 ln 2.
-    assert losses.weighted_bce(jnp.zeros(1), jnp.ones(1), 3.0) == pytest.approx(3 * LN2, rel=1e-6)
+    assert losses.weighted_bce(jnp.zeros(1), jnp.ones(1), 3.0) == approx(3 * LN2, rel=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
@@ -76,7 +77,7 @@ def test_extreme_logits_stay_finite(dtype):
         value, grad = jax.jit(jax.value_and_grad(lambda z, fn=fn: fn(z, labels)))(logits)
         assert jnp.isfinite(value) and jnp.all(jnp.isfinite(grad)), fn.__name__
     # Right answers, too: confident and right costs ~0, confident and wrong costs ~|x|.
-    assert losses.weighted_bce(jnp.array([-1e4], dtype), jnp.ones(1)) == pytest.approx(1e4, rel=1e-2)
+    assert losses.weighted_bce(jnp.array([-1e4], dtype), jnp.ones(1)) == approx(1e4, rel=1e-2)
 
 
 def test_softmax_cross_entropy_variants():
@@ -84,19 +85,19 @@ def test_softmax_cross_entropy_variants():
     labels = jnp.array([1, 0])
     hard = losses.softmax_cross_entropy(logits, labels)
     ref = -np.mean(np.asarray(jax.nn.log_softmax(logits))[[0, 1], [1, 0]])
-    assert hard == pytest.approx(ref, rel=1e-6)
+    assert hard == approx(ref, rel=1e-6)
     # Soft targets equal to the one-hot give the same value.
     soft = losses.softmax_cross_entropy(logits, jax.nn.one_hot(labels, 2))
-    assert soft == pytest.approx(float(hard), rel=1e-6)
+    assert soft == approx(float(hard), rel=1e-6)
     # Label smoothing eps: targets (1 - eps) * onehot + eps / C.
     eps = 0.1
     smoothed = (1 - eps) * np.eye(2)[[1, 0]] + eps / 2
     ref = -np.mean(np.sum(smoothed * np.asarray(jax.nn.log_softmax(logits)), axis=1))
-    assert losses.softmax_cross_entropy(logits, labels, label_smoothing=eps) == pytest.approx(ref, rel=1e-6)
+    assert losses.softmax_cross_entropy(logits, labels, label_smoothing=eps) == approx(ref, rel=1e-6)
     # Class weights (1, 3): row 0 (label 1) weighs 3, row 1 weighs 1; divide by 2 rows.
     # Row 0: 3 * -ln(3/4) = 0.863046; row 1: -log_softmax(2, -1)[0] = ln(1 + e^-3) = 0.048587.
     w = losses.softmax_cross_entropy(logits, labels, class_weights=jnp.array([1.0, 3.0]))
-    assert w == pytest.approx((0.863046 + 0.048587) / 2, rel=1e-5)
+    assert w == approx((0.863046 + 0.048587) / 2, rel=1e-5)
 
 
 def test_balanced_class_weights():
@@ -122,14 +123,14 @@ def test_masks_ignore_padded_rows():
     for fn in (losses.softmax_focal_loss, losses.softmax_cross_entropy):
         clean = fn(logits, labels)
         padded, grad = jax.jit(jax.value_and_grad(lambda z, fn=fn: fn(z, pad_labels, mask=mask)))(pad_logits)
-        assert padded == pytest.approx(float(clean), rel=1e-6)
+        assert padded == approx(float(clean), rel=1e-6)
         assert jnp.all(jnp.isfinite(grad)) and jnp.all(grad[6:] == 0)
     x, y = logits[:, 0], (labels > 1).astype(jnp.float32)
     pad_x = jnp.concatenate([x, jnp.array([jnp.inf, jnp.nan])])
     pad_y = jnp.concatenate([y, jnp.array([-5.0, jnp.nan])])
     for fn in (losses.weighted_bce, losses.sigmoid_focal_loss):
         padded, grad = jax.jit(jax.value_and_grad(lambda z, fn=fn: fn(z, pad_y, mask=mask)))(pad_x)
-        assert padded == pytest.approx(float(fn(x, y)), rel=1e-6)
+        assert padded == approx(float(fn(x, y)), rel=1e-6)
         assert jnp.all(jnp.isfinite(grad)) and jnp.all(grad[6:] == 0)
     # All rows masked: 0, not NaN.
     assert losses.weighted_bce(x, y, mask=jnp.zeros(6)) == 0.0
@@ -164,13 +165,13 @@ _ANGULAR = (
 def test_angular_values_by_hand():
     x, y = jnp.array([[1.0, 0.0, 0.0]]), jnp.array([[0.0, 1.0, 0.0]])
     # 90 degrees between (5, 0, 0) and y: the length of pred does not matter.
-    assert losses.angular_loss(5 * x, y) == pytest.approx(np.pi / 2, rel=1e-6)
-    assert losses.cosine_loss(5 * x, y) == pytest.approx(1.0, abs=1e-6)
+    assert losses.angular_loss(5 * x, y) == approx(np.pi / 2, rel=1e-6)
+    assert losses.cosine_loss(5 * x, y) == approx(1.0, abs=1e-6)
     # focal: (err / pi)^2 * err = (1/2)^2 * pi/2 = pi/8
-    assert losses.focal_angular_loss(x, y) == pytest.approx(np.pi / 8, rel=1e-6)
+    assert losses.focal_angular_loss(x, y) == approx(np.pi / 8, rel=1e-6)
     # hybrid: 0.7 * pi/2 + 0.3 * mean((1, -1, 0)^2) = 1.0995574 + 0.3 * 2/3 = 1.2995574
-    assert losses.hybrid_angular_loss(x, y) == pytest.approx(1.2995574, rel=1e-6)
-    assert losses.angular_loss(-x, x) == pytest.approx(np.pi, rel=1e-6)
+    assert losses.hybrid_angular_loss(x, y) == approx(1.2995574, rel=1e-6)
+    assert losses.angular_loss(-x, x) == approx(np.pi, rel=1e-6)
     # Random directions: same as arccos of the cosine.
     rng = np.random.default_rng(4)
     a, b = rng.normal(size=(50, 3)), rng.normal(size=(50, 3))
@@ -203,5 +204,5 @@ def test_angular_masks_ignore_padded_rows():
     mask = jnp.array([1, 1, 1, 1, 0, 0])
     for fn in _ANGULAR:
         padded, grad = jax.jit(jax.value_and_grad(lambda p, fn=fn: fn(p, pad_true, mask=mask)))(pad_pred)
-        assert padded == pytest.approx(float(fn(pred, true)), rel=1e-5), fn.__name__
+        assert padded == approx(float(fn(pred, true)), rel=1e-5), fn.__name__
         assert jnp.all(jnp.isfinite(grad)) and jnp.all(grad[4:] == 0)

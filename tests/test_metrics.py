@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from jaxhep import metrics
+from tests.approx import approx
 
 # A tiny 3-class example used by several tests.
 #   y_true = 0 0 1 2 2 2
@@ -14,7 +15,7 @@ Y_PRED = np.array([0, 1, 1, 2, 2, 0])
 
 
 def test_accuracy_by_hand():
-    assert metrics.accuracy(Y_TRUE, Y_PRED) == pytest.approx(4 / 6)  # 4 of 6 on the diagonal
+    assert metrics.accuracy(Y_TRUE, Y_PRED) == approx(4 / 6)  # 4 of 6 on the diagonal
     assert np.isnan(metrics.accuracy([], []))
 
 
@@ -49,16 +50,16 @@ def test_roc_by_hand_with_ties():
     np.testing.assert_allclose(tpr, [0, 0.5, 1, 1])
     np.testing.assert_array_equal(thr, [np.inf, 0.9, 0.5, 0.2])
     # Pairs (pos, neg): 0.5 vs 0.5 tie = 1/2, 0.5 vs 0.2 = 1, 0.9 vs both = 2 -> 3.5 / 4.
-    assert metrics.roc_auc(y, s) == pytest.approx(0.875)
+    assert metrics.roc_auc(y, s) == approx(0.875)
     # Without ties: 0.35 beats 0.1 only, 0.8 beats both -> 3 / 4.
-    assert metrics.roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert metrics.roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == approx(0.75)
 
 
 def test_auc_single_class_is_nan():
     assert np.isnan(metrics.roc_auc([1, 1, 1], [0.1, 0.2, 0.3]))
     assert np.isnan(metrics.roc_auc([0, 0], [0.1, 0.2]))
     per_class, macro = metrics.one_vs_rest_auc([0, 1, 0, 1], np.eye(3)[[0, 1, 0, 1]])
-    assert np.isnan(per_class[2]) and macro == pytest.approx(1.0)  # class 2 absent
+    assert np.isnan(per_class[2]) and macro == approx(1.0)  # class 2 absent
     with pytest.raises(ValueError, match="NaN"):  # a diverged model, not a ranking
         metrics.roc_auc([0, 1], [0.1, np.nan])
 
@@ -68,25 +69,25 @@ def test_threshold_and_binary_metrics_by_hand():
     s = np.array([0.1, 0.4, 0.35, 0.8, 0.2])
     # F1 = 2tp / (tp + fp + 3) at each threshold: 0.8 -> 2/4, 0.4 -> 4/5, 0.35 -> 4/6,
     # 0.2 -> 6/7 (best), 0.1 -> 6/8.
-    assert metrics.threshold_for(y, s) == pytest.approx(0.2)
+    assert metrics.threshold_for(y, s) == approx(0.2)
     m = metrics.binary_metrics(y, s, 0.2)
     # Predicted positive: 0.4, 0.35, 0.8, 0.2 -> tp 3, fp 1, fn 0, tn 1.
-    assert m["accuracy"] == pytest.approx(4 / 5)
-    assert m["precision"] == pytest.approx(3 / 4)
-    assert m["recall"] == pytest.approx(1.0)
-    assert m["f1"] == pytest.approx(6 / 7)
+    assert m["accuracy"] == approx(4 / 5)
+    assert m["precision"] == approx(3 / 4)
+    assert m["recall"] == approx(1.0)
+    assert m["f1"] == approx(6 / 7)
     # Positives 0.4, 0.8 beat both negatives (0.1, 0.35); 0.2 beats 0.1 only -> 5/6.
-    assert m["auc"] == pytest.approx(5 / 6)
+    assert m["auc"] == approx(5 / 6)
     with pytest.raises(ValueError):
         metrics.threshold_for([0, 0], [0.1, 0.2])
 
 
 def test_classification_report_format():
     report = metrics.classification_report(Y_TRUE, Y_PRED, ["a", "b", "c"])
-    assert report["accuracy"] == pytest.approx(4 / 6)
+    assert report["accuracy"] == approx(4 / 6)
     # Macro F1 = mean(1/2, 2/3, 4/5); weighted by supports 2, 1, 3.
-    assert report["macro avg"]["f1-score"] == pytest.approx((0.5 + 2 / 3 + 0.8) / 3)
-    assert report["weighted avg"]["f1-score"] == pytest.approx((2 * 0.5 + 2 / 3 + 3 * 0.8) / 6)
+    assert report["macro avg"]["f1-score"] == approx((0.5 + 2 / 3 + 0.8) / 3)
+    assert report["weighted avg"]["f1-score"] == approx((2 * 0.5 + 2 / 3 + 3 * 0.8) / 6)
     table = metrics.format_classification_report(report)
     assert table.startswith("| class |") and "| **accuracy** |" in table
     assert len(table.splitlines()) == 2 + 3 + 3
@@ -103,11 +104,11 @@ def test_angular_errors_by_hand():
     assert np.isnan(metrics.angular_error_deg([[0.0, 0, 0]], [x])[0])
     # Tiny angles stay accurate (arccos of the cosine would give 0 here).
     tiny = metrics.angular_error_deg([[1.0, 1e-9, 0]], [x])[0]
-    assert tiny == pytest.approx(np.degrees(1e-9), rel=1e-6)
+    assert tiny == approx(np.degrees(1e-9), rel=1e-6)
 
 
 def test_containment_and_binned_mean_by_hand():
-    assert metrics.containment(np.arange(101.0), 0.68) == pytest.approx(68.0)
+    assert metrics.containment(np.arange(101.0), 0.68) == approx(68.0)
     # Bins [0,1) [1,2) [2,3]: y {1,3} -> mean 2, std 1.414 / sqrt(2) = 1; {5}; {7} (edge included).
     edges, mean, sem, count = metrics.binned_mean([0.5, 0.5, 1.5, 3.0], [1, 3, 5, 7], [0, 1, 2, 3])
     np.testing.assert_allclose(mean, [2, 5, 7])
@@ -136,8 +137,8 @@ def test_roc_matches_sklearn_with_ties(skm, seed):
     ref = skm.roc_curve(y, s, drop_intermediate=False)
     for mine, theirs in zip((fpr, tpr, thr), ref):
         np.testing.assert_allclose(mine, theirs)
-    assert metrics.roc_auc(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
-    assert metrics.roc_auc(y, s, sample_weight=w) == pytest.approx(
+    assert metrics.roc_auc(y, s) == approx(skm.roc_auc_score(y, s), abs=1e-12)
+    assert metrics.roc_auc(y, s, sample_weight=w) == approx(
         skm.roc_auc_score(y, s, sample_weight=w), abs=1e-12
     )
 
@@ -168,10 +169,10 @@ def test_multiclass_metrics_match_sklearn(skm):
         y_true, y_pred, labels=range(c), target_names=names, output_dict=True, zero_division=0
     )
     assert mine.keys() == theirs.keys()
-    assert mine["accuracy"] == pytest.approx(theirs["accuracy"])
+    assert mine["accuracy"] == approx(theirs["accuracy"])
     for key in [*names, "macro avg", "weighted avg"]:
         for field in ("precision", "recall", "f1-score", "support"):
-            assert mine[key][field] == pytest.approx(theirs[key][field]), (key, field)
+            assert mine[key][field] == approx(theirs[key][field]), (key, field)
 
 
 def test_one_vs_rest_auc_matches_sklearn(skm):
@@ -181,6 +182,6 @@ def test_one_vs_rest_auc_matches_sklearn(skm):
     probs = np.round(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 2)
     probs /= probs.sum(1, keepdims=True)
     per_class, macro = metrics.one_vs_rest_auc(y, probs)
-    assert macro == pytest.approx(skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+    assert macro == approx(skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"))
     for c in range(3):
-        assert per_class[c] == pytest.approx(skm.roc_auc_score(y == c, probs[:, c]))
+        assert per_class[c] == approx(skm.roc_auc_score(y == c, probs[:, c]))

@@ -152,9 +152,9 @@ class FSEAttention(nnx.Module):
     def tokens(self, x):
         """x [B, 21] -> group tokens [B, G, D]."""
         groups = x[:, self.index] * self.valid  # [B, G, F_max]
-        h = jnp.einsum("bgf,gfd->bgd", groups.astype(self.dtype), self.embed_w.value.astype(self.dtype))
-        h = nnx.gelu(h + self.embed_b.value.astype(self.dtype))
-        return self.embed_out(h) + self.group_embedding.value.astype(self.dtype)
+        h = jnp.einsum("bgf,gfd->bgd", groups.astype(self.dtype), self.embed_w[...].astype(self.dtype))
+        h = nnx.gelu(h + self.embed_b[...].astype(self.dtype))
+        return self.embed_out(h) + self.group_embedding[...].astype(self.dtype)
 
     def __call__(self, batch, rngs: nnx.Rngs | None = None):
         mask = batch["group_mask"].astype(self.dtype)  # [B, G]

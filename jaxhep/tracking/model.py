@@ -141,7 +141,9 @@ def _attend_impl(q, k, v, bias, extra, senders, receivers, mask, n, heads, is_so
     p = jnp.exp(score - _gather(shift, receivers, is_sorted))  # 0 on masked edges
     norm = _segment_sum(p, receivers, n, is_sorted) + 1e-16  # PyG's epsilon
     alpha = p / _gather(norm, receivers, is_sorted)
-    msg = _scale_heads(_gather(v, senders), alpha).astype(jnp.float32)
+    live = mask[:, None] > 0
+    # where, not alpha = 0 alone: a padding edge's sender state may be non-finite (0 * inf = NaN).
+    msg = jnp.where(live, _scale_heads(_gather(v, senders), alpha).astype(jnp.float32), 0.0)
     out_v = _segment_sum(msg, receivers, n, is_sorted)  # [N, H C]
     x_msg = (alpha[:, :, None] * extra[:, None, :].astype(jnp.float32)).reshape(alpha.shape[0], -1)
     out_x = _segment_sum(x_msg, receivers, n, is_sorted).reshape(n, heads, -1)  # [N, H, X]
@@ -180,13 +182,16 @@ def _attend_bwd(n, heads, is_sorted, res, grads):
     g_v, g_x = grads
     g_v_e = _gather(g_v.astype(v.dtype), receivers, is_sorted)  # [E, H C]
     g_x_e = _gather(g_x, receivers, is_sorted)  # [E, H, X]
-    d_alpha = _per_head_dot(g_v_e, _gather(v, senders), heads)
+    # A padding edge (alpha 0 in every head) passes no gradient, even from a non-finite sender.
+    live = jnp.any(alpha > 0, axis=1, keepdims=True)  # [E, 1]
+    k_s, v_s = (jnp.where(live, _gather(a, senders), 0) for a in (k, v))
+    d_alpha = _per_head_dot(g_v_e, v_s, heads)
     d_alpha = d_alpha + jnp.einsum("ehx,ex->eh", g_x_e, extra.astype(jnp.float32))
     # Softmax backward: ds_e = alpha_e (dalpha_e - sum over i's edges of alpha dalpha).
     total = _per_head_dot(g_v, out_v, heads) + jnp.sum(g_x * out_x, axis=-1)  # [N, H]
     d_score = alpha * (d_alpha - _gather(total, receivers, is_sorted))  # [E, H]
     d_q = _segment_sum(
-        _scale_heads(_gather(k, senders), d_score).astype(jnp.float32), receivers, n, is_sorted
+        _scale_heads(k_s, d_score).astype(jnp.float32), receivers, n, is_sorted
     )
     # Two scatters, not one of [E, 2 H C]: XLA then writes each update once instead of again
     # into a concatenation.
@@ -265,9 +270,13 @@ class TransformerConv(nnx.Module):
         q = proj[:, :hc] * jnp.asarray(1.0 / math.sqrt(c), cd)
         k, v = proj[:, hc : 2 * hc], proj[:, 2 * hc : 3 * hc]
 
+        mask = jnp.ones(senders.shape, jnp.float32) if edge_mask is None else edge_mask
+        live = mask > 0
         # Edge term W_e e_ij = raw_ij @ low with raw [E, F'], low [F', H C], never multiplied out.
         if self.lin_edge is None:
-            raw, low = jnp.zeros((senders.shape[0], 0), jnp.float32), jnp.zeros((0, hc), jnp.float32)
+            # No edge features (edge_dim=None): an edge term of width 1 that is all zeros, so the
+            # shapes below keep a non-empty axis (a reshape of a zero-width axis has no -1).
+            raw, low = jnp.zeros((senders.shape[0], 1), jnp.float32), jnp.zeros((1, hc), jnp.float32)
         elif edges is None:
             raise ValueError("this TransformerConv has edge_dim set: pass `edges`")
         elif edge_embedding is None:
@@ -277,6 +286,8 @@ class TransformerConv(nnx.Module):
             w_e = self.lin_edge.kernel[...]
             raw = jnp.concatenate([edges.astype(jnp.float32), jnp.ones_like(edges[:, :1], jnp.float32)], 1)
             low = jnp.concatenate([w_in @ w_e, (b_in @ w_e)[None]], 0)
+        # A padding edge contributes exactly nothing, whatever its features hold (0 * NaN = NaN).
+        raw = jnp.where(live[:, None], raw, 0.0)
         f = raw.shape[1]
         low_heads = low.reshape(f, h, c)
         # q_i . (raw_ij @ low_h) = raw_ij . (q_ih @ low_h^T): a per-node [N, H F'] array, then per
@@ -285,7 +296,6 @@ class TransformerConv(nnx.Module):
         q_low_e = _gather(q_low, receivers, sorted_by_receiver).reshape(-1, h, f)
         score_bias = jnp.einsum("ehf,ef->eh", q_low_e, raw)
 
-        mask = jnp.ones(senders.shape, jnp.float32) if edge_mask is None else edge_mask
         out_v, out_x = _attend(q, k, v, score_bias, raw, senders, receivers, mask, n, h, sorted_by_receiver)
         # sum_j alpha_ij raw_ij @ low_h, per head: [N, H F'] @ block-diagonal [H F', H C].
         out = out_v + jnp.dot(out_x.reshape(n, h * f), _block_diag(low_heads.transpose(1, 0, 2)))

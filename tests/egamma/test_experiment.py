@@ -8,6 +8,7 @@ import pytest
 
 from experiments import egamma as egamma_experiment
 from jaxhep import cli
+from tests.approx import approx
 from tests.smoke import smoke_args
 
 TINY = [
@@ -40,7 +41,7 @@ def test_quick_run_trains_both_networks_and_reports(dirs):
     # Resuming a finished run loads the trained models instead of training again.
     again = egamma_experiment.main(["--resume", str(run.path), "--no-progress", "--devices", "1"])
     metrics_again = json.loads((again.path / "metrics.json").read_text())["models"]
-    assert metrics_again["se"]["auc"] == pytest.approx(metrics["se"]["auc"])
+    assert metrics_again["se"]["auc"] == approx(metrics["se"]["auc"])
 
 
 def test_bad_data_file_is_one_clear_message(dirs, tmp_path, capsys):

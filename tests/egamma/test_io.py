@@ -12,6 +12,7 @@ from jaxhep.egamma.io import EcalImageSource, SplitReader, fit_normalisation, la
 from jaxhep.egamma.simulate import write_hdf5
 from jaxhep.errors import InputError
 from jaxhep.pipeline import EpochPlan, training_batches
+from tests.approx import approx
 
 
 def _images(n, start=0):
@@ -153,7 +154,7 @@ def test_split_indices_stratified():
     assert (len(train), len(val), len(test)) == (700, 150, 150)
     assert np.array_equal(np.sort(np.concatenate([train, val, test])), np.arange(1000))
     for part in (train, val, test):
-        assert labels[part].mean() == pytest.approx(0.7, abs=0.005)
+        assert labels[part].mean() == approx(0.7, abs=0.005)
         assert np.all(np.diff(part) > 0)
     again = split_indices(labels, seed=3)
     assert all(np.array_equal(a, b) for a, b in zip(again, (train, val, test)))
@@ -174,7 +175,7 @@ def test_fit_normalisation_uses_training_rows_only(tmp_path):
     np.testing.assert_allclose(stats.mean, X[:150].mean((0, 1, 2)), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(stats.std, X[:150].std((0, 1, 2)), rtol=1e-4)
     sub = fit_normalisation(source, train, max_rows=50)
-    assert sub.mean[0] == pytest.approx(5.0, abs=0.05) and sub.std[1] == pytest.approx(1.0, abs=0.05)
+    assert sub.mean[0] == approx(5.0, abs=0.05) and sub.std[1] == approx(1.0, abs=0.05)
 
 
 def test_corrupt_chunk_fails_on_reading(tmp_path):

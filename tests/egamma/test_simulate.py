@@ -14,6 +14,7 @@ from jaxhep.egamma.simulate import (
     simulate_showers,
     write_hdf5,
 )
+from tests.approx import approx
 
 N = 2000
 
@@ -88,14 +89,14 @@ def test_electrons_wider_in_phi(electrons, photons):
     assert phi_e.mean() > 1.2 * eta_e.mean()
     # the bend and brem are along phi only: eta widths alike, unconverted photons round
     assert abs(eta_e.mean() - eta_g.mean()) < 0.05 * eta_g.mean()
-    assert phi_g[unconverted].mean() == pytest.approx(eta_g[unconverted].mean(), rel=0.05)
+    assert phi_g[unconverted].mean() == approx(eta_g[unconverted].mean(), rel=0.05)
     # a conversion pair opens in phi: converted photons are the widest of all (electron-like)
     assert phi_g[~unconverted].mean() > 1.3 * phi_g[unconverted].mean()
 
 
 def test_conversion_rate(electrons, photons):
     expected = 1.0 - np.exp(-tracker.CONVERSION_PER_X0 * tracker.tracker_material_x0(np.abs(photons.eta)))
-    assert photons.converted.mean() == pytest.approx(expected.mean(), abs=0.035)
+    assert photons.converted.mean() == approx(expected.mean(), abs=0.035)
     assert 0.3 < expected.mean() < 0.6  # 0.4-1.8 X0 over |eta| < 1.44
     assert not electrons.converted.any()
 
@@ -108,14 +109,14 @@ def test_tracker_bend_and_brem():
     # No material: the electron lands R / (2 Rc) = 0.0147 rad (0.85 crystal) from the photon line.
     bare = tracker.propagate(np.ones(n, bool), eta, charge, 50.0, rng, material_scale=0.0)
     bend = tracker.R_ECAL_M / (2 * tracker.curvature_radius_m(50.0))
-    assert bend == pytest.approx(0.0147, abs=2e-4)
+    assert bend == approx(0.0147, abs=2e-4)
     landed = (bare.fraction * bare.phi).sum(1)
     np.testing.assert_allclose(landed, charge * bend, rtol=1e-9)
     # Bethe-Heitler: the electron keeps <f> = exp(-x) of its energy; the rest lands in between.
     dep = tracker.propagate(np.ones(n, bool), eta, charge, 50.0, rng)
     x = tracker.tracker_material_x0(np.zeros(1))[0]
     kept = dep.fraction[:, -2]  # the track's slot at the ECAL front
-    assert kept.mean() == pytest.approx(np.exp(-x), abs=0.02)
+    assert kept.mean() == approx(np.exp(-x), abs=0.02)
     np.testing.assert_allclose(dep.fraction.sum(1), 1.0, rtol=1e-12)
     assert not dep.is_photon[:, -2].any()  # the surviving slot is the charged track
     # brem photons land between the undeflected line and where the (lighter) electron lands
@@ -131,7 +132,7 @@ def test_gflash_containment():
     rng = np.random.default_rng(0)
     energy = np.full(20000, 70.0)
     alpha, beta, t_max = gflash.longitudinal_params(energy, rng)
-    assert t_max.mean() == pytest.approx(np.log(70.0 / gflash.CRITICAL_ENERGY_GEV) - 0.858, abs=0.3)
+    assert t_max.mean() == approx(np.log(70.0 / gflash.CRITICAL_ENERGY_GEV) - 0.858, abs=0.3)
     _, dx, dy = gflash.sample_spots(alpha, beta, t_max, energy, rng)
     r = np.hypot(dx, dy)
     assert 0.85 < (r < 1).mean() < 0.93 and 0.94 < (r < 2).mean() < 0.98

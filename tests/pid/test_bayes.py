@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxhep.pid.bayes import DEFAULT_PRIORS, bayes_posterior, tof_log_likelihood
+from tests.approx import approx
 
 PRIORS = np.array([0.69, 0.05, 0.14, 0.12])
 NAN4 = [np.nan] * 4
@@ -69,8 +70,8 @@ def test_rows_sum_to_one_without_underflow():
 def test_tof_likelihood_is_continuous_at_the_tail_start():
     x = 0.9 - 0.07 / 0.9  # the n_sigma at which x = n + 0.07/0.9 reaches fTOFtail = 0.9
     below, above = tof_log_likelihood(np.array([x - 1e-9, x + 1e-9]))
-    assert below == pytest.approx(above, abs=1e-8)
-    assert below == pytest.approx(-0.5 * 0.9**2)
+    assert below == approx(above, abs=1e-8)
+    assert below == approx(-0.5 * 0.9**2)
 
 
 def test_tof_sigma_normalisation():
@@ -86,9 +87,9 @@ def test_tof_sigma_normalisation():
 def test_tpc_cutoff_at_five_sigma():
     post = bayes_posterior(np.array([[4.999, 5.0, 50.0, 0.0]]), np.array([NAN4]), [1], [0], np.ones(4))
     ratio = post[0] / post[0, 3]
-    assert ratio[0] == pytest.approx(math.exp(-0.5 * 4.999**2), rel=1e-9)
-    assert ratio[1] == pytest.approx(math.exp(-12.5), rel=1e-9)
-    assert ratio[2] == pytest.approx(math.exp(-12.5), rel=1e-9)
+    assert ratio[0] == approx(math.exp(-0.5 * 4.999**2), rel=1e-9)
+    assert ratio[1] == approx(math.exp(-12.5), rel=1e-9)
+    assert ratio[2] == approx(math.exp(-12.5), rel=1e-9)
 
 
 def test_shape_errors():

@@ -8,6 +8,7 @@ import pytest
 from jaxhep.pid.features import Preprocessor, momentum_range_mask, stratified_split
 from jaxhep.pid.simulate import simulate_tracks
 from jaxhep.pid.species import FEATURES, LABEL, labels_from_pdg
+from tests.approx import approx
 
 COL = {name: j for j, name in enumerate(FEATURES)}
 
@@ -61,17 +62,13 @@ def test_nan_rules_and_statistics_by_hand():
     assert pre.median["dca_xy"] == 3.0  # medians on the raw scale
     # dca_xy after filling: (1, 3, 3, 5) cm, compressed by asinh(dca / 0.005 cm)
     dca = np.arcsinh(np.array([1.0, 3, 3, 5]) / 0.005)
-    assert pre.mean["dca_xy"] == pytest.approx(dca.mean()) and pre.std["dca_xy"] == pytest.approx(dca.std())
+    assert pre.mean["dca_xy"] == approx(dca.mean()) and pre.std["dca_xy"] == approx(dca.std())
     # Bayes NaN -> 0.25: (0.25, 0.25, 0.25, 0.65): mean 0.35, std sqrt(0.03)
-    assert pre.mean["bayes_prob_ka"] == pytest.approx(0.35) and pre.std["bayes_prob_ka"] == pytest.approx(
-        0.03**0.5
-    )
+    assert pre.mean["bayes_prob_ka"] == approx(0.35) and pre.std["bayes_prob_ka"] == approx(0.03**0.5)
     # TPC only from training rows with has_tpc: log of (40, 50, 60); TOF only (0.9, 0.7)
     tpc = np.log([40.0, 50.0, 60.0])
-    assert pre.mean["tpc_signal"] == pytest.approx(tpc.mean()) and pre.std["tpc_signal"] == pytest.approx(
-        tpc.std()
-    )
-    assert pre.mean["tof_beta"] == pytest.approx(0.8)
+    assert pre.mean["tpc_signal"] == approx(tpc.mean()) and pre.std["tpc_signal"] == approx(tpc.std())
+    assert pre.mean["tof_beta"] == approx(0.8)
     assert pre.std["eta"] == 1.0  # constant column: no division by zero
 
     out = pre.transform(cols)
@@ -118,7 +115,7 @@ def test_transform_subset_and_json_round_trip(tracks):
     assert np.isfinite(whole["x"]).all()
     # Standardised on the training rows: mean ~0, std ~1 there for a continuous column.
     x = pre.transform(tracks, np.arange(10_000))["x"]
-    assert abs(x[:, COL["pt"]].mean()) < 1e-3 and x[:, COL["pt"]].std() == pytest.approx(1.0, rel=1e-3)
+    assert abs(x[:, COL["pt"]].mean()) < 1e-3 and x[:, COL["pt"]].std() == approx(1.0, rel=1e-3)
 
 
 def test_unlabelled_and_misuse(tracks):

@@ -11,6 +11,7 @@ from jaxhep.tracking.cascade import (
     save_scores,
     scatter_scores,
 )
+from tests.approx import approx
 from tests.tracking.handmade import hand_graph
 
 
@@ -31,13 +32,13 @@ def test_recall_threshold_by_hand():
     scores = np.array([0.9, 0.3, 0.5, 0.1, 0.05, 0.2], np.float32)
     # trainable positives score 0.9 and 0.3 (edge 4's 0.05 does not count): keeping all of them needs
     # t = 0.3; at 50 % one may be lost, t = 0.9.
-    assert recall_threshold([g], [scores], 1.0) == pytest.approx(0.3)
-    assert recall_threshold([g], [scores], 0.5) == pytest.approx(0.9)
+    assert recall_threshold([g], [scores], 1.0) == approx(0.3)
+    assert recall_threshold([g], [scores], 0.5) == approx(0.9)
     # Over two graphs: positives {0.9, 0.3, 0.8, 0.7}; 0.75 of 4 = lose at most 1 -> the 2nd lowest.
     scores2 = np.array([0.8, 0.7, 0.0, 0.0, 0.0, 0.0], np.float32)
-    assert recall_threshold([g, g], [scores, scores2], 0.75) == pytest.approx(0.7)
-    assert recall_threshold([g, g], [scores, scores2], 0.74) == pytest.approx(0.7)
-    assert recall_threshold([g, g], [scores, scores2], 0.76) == pytest.approx(0.3)
+    assert recall_threshold([g, g], [scores, scores2], 0.75) == approx(0.7)
+    assert recall_threshold([g, g], [scores, scores2], 0.74) == approx(0.7)
+    assert recall_threshold([g, g], [scores, scores2], 0.76) == approx(0.3)
     with pytest.raises(ValueError, match="target_recall"):
         recall_threshold([g], [scores], 0.0)
     no_positive = hand_graph([0.0, 0.1], [0], [1], labels=[0])
@@ -79,9 +80,9 @@ def test_filter_summary_by_hand():
     s = filter_summary([g], [np.array([0.9, 0.3, 0.5, 0.1, 0.05, 0.2])], 0.4)
     # 6 edges -> 2 kept (edges 0, 2); trainable positives: edges 0, 1 -> 1 kept; purity 2/6 -> 1/2
     assert s["edges_per_event_before"] == 6 and s["edges_per_event_after"] == 2
-    assert s["kept_fraction"] == pytest.approx(2 / 6)
-    assert s["recall"] == pytest.approx(0.5)
-    assert s["purity_before"] == pytest.approx(2 / 6) and s["purity_after"] == pytest.approx(0.5)
+    assert s["kept_fraction"] == approx(2 / 6)
+    assert s["recall"] == approx(0.5)
+    assert s["purity_before"] == approx(2 / 6) and s["purity_after"] == approx(0.5)
 
 
 def test_score_cache_round_trip_and_mismatch(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from jaxhep.tracking import graph as G
 from jaxhep.tracking.io import Event
 from jaxhep.tracking.simulate import simulate_event
+from tests.approx import approx
 
 # Hand-made tracks from the origin, as (particle, pT GeV, cot theta, [(volume, layer, r, phi), ...]);
 # endcap hits give r at the disk. P3 bends by 0.001 rad/mm (> 0.0006): its pairs fail the phi-slope
@@ -122,10 +123,10 @@ def test_geometric_edges_and_labels():
     assert all(labels[e] == 1.0 for e in kept_true) and all(labels[e] == 0.0 for e in fakes)
     # edge_pt carries the particle's pT on true edges, 0 on fakes.
     pts = dict(zip(zip(graph.senders.tolist(), graph.receivers.tolist()), graph.edge_pt.tolist()))
-    assert pts[(key[(4, 0)], key[(4, 1)])] == pytest.approx(5.0, rel=1e-5)
+    assert pts[(key[(4, 0)], key[(4, 1)])] == approx(5.0, rel=1e-5)
     assert pts[(key[(1, 0)], noise)] == 0.0
     metrics = G.graph_efficiency_purity(graph)
-    assert metrics["efficiency"] == pytest.approx(8 / 10) and metrics["purity"] == pytest.approx(8 / 10)
+    assert metrics["efficiency"] == approx(8 / 10) and metrics["purity"] == approx(8 / 10)
     # P3 (0.3 GeV) is the only loss: above 1 GeV everything is kept.
     assert G.graph_efficiency_purity(graph, pt_min=1.0)["efficiency"] == 1.0
     # A tight z0 cut keeps the tracks from the origin (z0 = 0) and drops the fakes (z0 = -4, +13 mm).
@@ -195,7 +196,7 @@ def test_pt_min_labels_and_train_mask():
     p3 = {(key[(3, 0)], key[(3, 1)]), (key[(3, 1)], key[(3, 2)])}
     for e, label, mask, pt in zip(edges, graph.labels, graph.train_mask, graph.edge_pt):
         if e in p3:  # true but below the cut: neither positive nor negative
-            assert label == 0.0 and not mask and pt == pytest.approx(0.3, rel=1e-5)
+            assert label == 0.0 and not mask and pt == approx(0.3, rel=1e-5)
         elif e in _true_rows(key):
             assert label == 1.0 and mask
         else:

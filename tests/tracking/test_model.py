@@ -31,6 +31,7 @@ from jaxhep.tracking.model import (
     batched_logits,
     message_order,
 )
+from tests.approx import approx  # noqa: I001
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,6 +95,64 @@ def _jit_call(conv, *args, **kwargs):
     on its own, which is several times slower on XLA:CPU."""
     graphdef, state = nnx.split(conv)
     return jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a, **kwargs))(state, *args)
+
+
+def test_layer_without_edge_features_matches_formula():
+    """edge_dim=None (PyG's default): keys and values without an edge term."""
+    rng = np.random.default_rng(5)
+    f_in, c, heads = 3, 2, 2
+    x = rng.normal(size=(4, f_in))
+    w = _small_weights(rng, f_in, heads * c, 1)
+    w["e"] = (np.zeros((1, heads * c)), None)  # the formula's edge term, switched off
+    expected = _formula(x, np.zeros((4, 1)), SENDERS, RECEIVERS, w, heads)
+    conv = TransformerConv(f_in, c, heads, rngs=nnx.Rngs(0))
+    assert conv.lin_edge is None
+    _set(
+        conv,
+        **{n: w[k] for k, n in (("q", "lin_query"), ("k", "lin_key"), ("v", "lin_value"), ("r", "lin_skip"))},
+    )
+    out = _jit_call(conv, jnp.asarray(x, jnp.float32), SENDERS, RECEIVERS)
+    chex.assert_shape(out, (4, heads * c))
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_masked_edges_contribute_nothing_even_when_non_finite(bad):
+    """Padding edges whose features, or whose sender's state, are NaN / inf change neither the
+    outputs nor the gradients of the real nodes: the layer equals the graph without them (as PyG,
+    where those edges are absent)."""
+    rng = np.random.default_rng(7)
+    f_in, c, heads, f_e = 3, 2, 2, 2
+    conv = _layer(f_in, c, heads, f_e, _small_weights(rng, f_in, heads * c, f_e))
+    x = np.concatenate([rng.normal(size=(4, f_in)), np.full((1, f_in), bad)])  # node 4: padding
+    e = rng.normal(size=(4, f_e))
+    # Two padding edges: one from the non-finite node 4, one with non-finite features.
+    senders, receivers = (
+        np.append(SENDERS, [4, 1]).astype(np.int32),
+        np.append(RECEIVERS, [2, 0]).astype(np.int32),
+    )
+    e_pad = np.concatenate([e, np.full((2, f_e), bad)])
+    mask = np.array([1, 1, 1, 1, 0, 0], np.float32)
+    graphdef, state = nnx.split(conv)
+
+    def real_nodes(x, e, s, r, m):
+        out = nnx.merge(graphdef, state)(x, s, r, e, m)
+        return out[:4], jnp.sum(out[:4] ** 2)
+
+    padded = jax.jit(jax.value_and_grad(lambda x, e: real_nodes(x, e, senders, receivers, mask)[1], (0, 1)))
+    clean = jax.jit(jax.value_and_grad(lambda x, e: real_nodes(x, e, SENDERS, RECEIVERS, None)[1], (0, 1)))
+    xj, ej = jnp.asarray(x, jnp.float32), jnp.asarray(e_pad, jnp.float32)
+    (loss_p, (gx_p, ge_p)), (loss_c, (gx_c, ge_c)) = padded(xj, ej), clean(xj[:4], ej[:4])
+    np.testing.assert_allclose(
+        real_nodes(xj, ej, senders, receivers, mask)[0],
+        real_nodes(xj[:4], ej[:4], SENDERS, RECEIVERS, None)[0],
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    assert np.isfinite(loss_p) and loss_p == approx(float(loss_c), rel=1e-6)
+    np.testing.assert_allclose(gx_p[:4], gx_c, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ge_p[:4], ge_c, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(ge_p[4:], 0.0)
 
 
 def test_one_head_scalar_case_by_hand():

@@ -18,6 +18,7 @@ from jaxhep.tracking.score import (
     trackml_score_above_pt,
 )
 from jaxhep.tracking.simulate import simulate_event
+from tests.approx import approx
 
 # A hand-made event of 11 hits; weights sum to 1.
 #   particle 1: hits 1-4, weights 0.1, 0.1, 0.1, 0.2
@@ -38,25 +39,21 @@ HAND_SCORE = 0.5
 
 
 def test_hand_computed_score():
-    assert trackml_score(HAND_HITS, HAND_PIDS, HAND_WEIGHTS, HAND_HITS, HAND_TRACKS) == pytest.approx(
-        HAND_SCORE
-    )
+    assert trackml_score(HAND_HITS, HAND_PIDS, HAND_WEIGHTS, HAND_HITS, HAND_TRACKS) == approx(HAND_SCORE)
     # Only the weights' ratios matter; track ids are labels; the submission's row order is free.
-    assert trackml_score(HAND_HITS, HAND_PIDS, 3 * HAND_WEIGHTS, HAND_HITS, HAND_TRACKS) == pytest.approx(0.5)
+    assert trackml_score(HAND_HITS, HAND_PIDS, 3 * HAND_WEIGHTS, HAND_HITS, HAND_TRACKS) == approx(0.5)
     perm = np.random.default_rng(0).permutation(11)
     relabelled = np.array([-5, 2**40, 7, 0])[HAND_TRACKS - 10]
-    assert trackml_score(
-        HAND_HITS, HAND_PIDS, HAND_WEIGHTS, HAND_HITS[perm], relabelled[perm]
-    ) == pytest.approx(0.5)
+    assert trackml_score(HAND_HITS, HAND_PIDS, HAND_WEIGHTS, HAND_HITS[perm], relabelled[perm]) == approx(0.5)
     # Hit 8 left out of the submission is a track of its own: still 1/2 of particle 3, no change.
     keep = HAND_HITS != 8
-    assert trackml_score(
-        HAND_HITS, HAND_PIDS, HAND_WEIGHTS, HAND_HITS[keep], HAND_TRACKS[keep]
-    ) == pytest.approx(0.5)
+    assert trackml_score(HAND_HITS, HAND_PIDS, HAND_WEIGHTS, HAND_HITS[keep], HAND_TRACKS[keep]) == approx(
+        0.5
+    )
     # Hits 8 and 9 together: particle 3 counts too, + 0.2.
     tracks = HAND_TRACKS.copy()
     tracks[8] = 12
-    assert trackml_score(HAND_HITS, HAND_PIDS, HAND_WEIGHTS, HAND_HITS, tracks) == pytest.approx(0.7)
+    assert trackml_score(HAND_HITS, HAND_PIDS, HAND_WEIGHTS, HAND_HITS, tracks) == approx(0.7)
     # A 50/50 track: neither particle has more than half of it.
     pids = np.array([1, 1, 2, 2])
     assert trackml_score([1, 2, 3, 4], pids, [0.25] * 4, [1, 2, 3, 4], [0, 0, 0, 0]) == 0.0
@@ -67,7 +64,7 @@ def test_hand_computed_pt_cut():
     hit_pt = np.array([2.0, 2.0, 2.0, 2.0, 0.8, 0.8, 0.8, 5.0, 5.0, 0.0, 0.0])
     # pt_min = 1: particle 2's 0.3 drops out; of the remaining 0.7, particle 1's 0.3 is found: 3/7.
     got = trackml_score_above_pt(HAND_HITS, HAND_PIDS, HAND_WEIGHTS, HAND_HITS, HAND_TRACKS, hit_pt, 1.0)
-    assert got == pytest.approx(0.3 / 0.7)
+    assert got == approx(0.3 / 0.7)
     # pt_min = 3: only particle 3 is left, and it is not found.
     assert (
         trackml_score_above_pt(HAND_HITS, HAND_PIDS, HAND_WEIGHTS, HAND_HITS, HAND_TRACKS, hit_pt, 3.0) == 0.0
@@ -131,7 +128,7 @@ def event():
 def test_perfect_shuffled_and_speed(event):
     truth = event["truth"]
     args = truth["hit_id"], truth["particle_id"], truth["weight"]
-    assert trackml_score(*args, truth["hit_id"], truth["particle_id"]) == pytest.approx(1.0)
+    assert trackml_score(*args, truth["hit_id"], truth["particle_id"]) == approx(1.0)
     rng = np.random.default_rng(1)
     shuffled = rng.permutation(truth["particle_id"])
     assert trackml_score(*args, truth["hit_id"], shuffled) < 0.01
@@ -147,5 +144,5 @@ def test_pt_cut_on_a_simulated_event(event):
     args = truth["hit_id"], truth["particle_id"], truth["weight"]
     # Only particles above 1 GeV found; every other hit in a one-hit track.
     tracks = np.where(pt >= 1.0, truth["particle_id"], -np.arange(len(pt)) - 1)
-    assert trackml_score_above_pt(*args, truth["hit_id"], tracks, pt, 1.0) == pytest.approx(1.0)
+    assert trackml_score_above_pt(*args, truth["hit_id"], tracks, pt, 1.0) == approx(1.0)
     assert 0.2 < trackml_score(*args, truth["hit_id"], tracks) < 0.9

@@ -8,6 +8,7 @@ import pytest
 from jaxhep.tracking.detector import GENERIC_DETECTOR, BarrelLayer
 from jaxhep.tracking.propagate import PT_TO_RADIUS_MM, propagate
 from jaxhep.tracking.simulate import generate_particles, simulate_dataset, simulate_event
+from tests.approx import approx
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_high_pt_track_is_a_helix_of_the_right_radius():
         d, e, f = np.linalg.lstsq(a, -(x**2 + y**2), rcond=None)[0]
         radius = np.sqrt(d**2 / 4 + e**2 / 4 - f)
         expected = PT_TO_RADIUS_MM * pt[i] / GENERIC_DETECTOR.b_field
-        assert radius == pytest.approx(expected, rel=5e-3)
+        assert radius == approx(expected, rel=5e-3)
         # A positive particle turns clockwise: its momentum's phi decreases along the path.
         last = np.argmax(np.abs(truth["tz"][m] - parts["vz"][i]))
         dphi = np.angle(
@@ -101,7 +102,7 @@ def test_noise_ids_counts_and_weights(small_event):
     counts = {p: c for p, c in zip(*np.unique(truth["particle_id"][~noise], return_counts=True))}
     assert [counts.get(p, 0) for p in parts["particle_id"]] == parts["nhits"].tolist()
     w = truth["weight"].astype(np.float64)
-    assert w.sum() == pytest.approx(1.0, abs=1e-5)
+    assert w.sum() == approx(1.0, abs=1e-5)
     assert np.all(w >= 0) and np.all(w[noise] == 0)
     short = np.isin(truth["particle_id"], parts["particle_id"][parts["nhits"] < 4])
     assert np.all(w[short] == 0)
@@ -160,9 +161,9 @@ def test_particle_spectra():
     assert 0.8 < np.mean(pt < 1.0) < 0.9 and 1e-5 < np.mean(pt > 10.0) < 1e-3
     # eta flat to 4: each unit of |eta| holds a quarter of the particles.
     np.testing.assert_allclose(np.histogram(np.abs(eta), bins=4, range=(0, 4))[0] / len(eta), 0.25, atol=0.01)
-    assert np.std(parts["vz"]) == pytest.approx(55.0, rel=0.15)
+    assert np.std(parts["vz"]) == approx(55.0, rel=0.15)
     assert set(np.abs(parts["particle_type"]).tolist()) == {211, 321, 2212, 11, 13}
-    assert np.mean(np.abs(parts["particle_type"]) == 211) == pytest.approx(0.82, abs=0.01)
+    assert np.mean(np.abs(parts["particle_type"]) == 211) == approx(0.82, abs=0.01)
 
 
 def test_multiple_scattering_follows_highland():
@@ -178,4 +179,4 @@ def test_multiple_scattering_follows_highland():
     expected = np.hypot(
         *(0.0136 / beta * np.sqrt(x) * (1 + 0.038 * np.log(x)) for x in (0.8 / 352.8, 1.65 / 95.7))
     )
-    assert np.std(dip) == pytest.approx(expected, rel=0.03)
+    assert np.std(dip) == approx(expected, rel=0.03)

@@ -21,6 +21,7 @@ from jaxhep.tracking.tracks import (
     write_submission,
     write_submissions,
 )
+from tests.approx import approx
 
 
 def _same_partition(a, b):
@@ -140,7 +141,7 @@ def test_perfect_edges_give_perfect_tracks(event, tmp_path):
     for method in ("components", "walk"):
         track_id = build_tracks(n, senders, receivers, np.ones(len(senders)), 0.5, method=method)
         assert track_id.min() == 1 and np.array_equal(np.unique(track_id), np.arange(1, track_id.max() + 1))
-        assert _score(ev, track_id) == pytest.approx(1.0)
+        assert _score(ev, track_id) == approx(1.0)
         assert tracking_efficiency(truth["particle_id"], track_id, pt, pt_min=0.0, min_hits=3) == 1.0
         assert fake_rate(truth["particle_id"], track_id) == 0.0
     metrics = tracking_metrics(truth["particle_id"], track_id, pt, pt_min=1.0)
@@ -159,7 +160,7 @@ def test_perfect_edges_give_perfect_tracks(event, tmp_path):
     t = truth
     assert trackml_score(
         t["hit_id"], t["particle_id"], t["weight"], sub["hit_id"], sub["track_id"]
-    ) == pytest.approx(1.0)
+    ) == approx(1.0)
 
 
 def test_shuffled_scores_score_low(event):
@@ -174,7 +175,7 @@ def test_shuffled_scores_score_low(event):
     pt = hit_particle_pt(truth["particle_id"], ev["particles"])
     for method in ("components", "walk"):
         good = build_tracks(n, s, r, label, 0.5, method=method)
-        assert _score(ev, good) == pytest.approx(1.0)
+        assert _score(ev, good) == approx(1.0)
         bad = build_tracks(n, s, r, rng.permutation(label + 0.01 * rng.random(len(label))), 0.5, method)
         assert _score(ev, bad) < 0.1
         assert tracking_efficiency(truth["particle_id"], bad, pt, pt_min=0.0) < 0.1
@@ -188,11 +189,11 @@ def test_metrics_hand_computed():
     # track 1 = {0, 1, 2, 4}: 3/4 of particle 1 -> found; track 2 = {3, 5, 6}: particle 2 found;
     # track 3 = {7}: half of particle 3 -> not found; track 4 = {8, 9, 10}: mostly noise -> fake.
     trk = np.array([1, 1, 1, 2, 1, 2, 2, 3, 4, 4, 4])
-    assert tracking_efficiency(pid, trk, pt, pt_min=0.0, min_hits=1) == pytest.approx(2 / 3)
-    assert tracking_efficiency(pid, trk, pt, pt_min=1.0, min_hits=1) == pytest.approx(1 / 2)
+    assert tracking_efficiency(pid, trk, pt, pt_min=0.0, min_hits=1) == approx(2 / 3)
+    assert tracking_efficiency(pid, trk, pt, pt_min=1.0, min_hits=1) == approx(1 / 2)
     assert tracking_efficiency(pid, trk, pt, pt_min=1.0, min_hits=4) == 1.0
     assert np.isnan(tracking_efficiency(pid, trk, pt, pt_min=10.0))
-    assert fake_rate(pid, trk) == pytest.approx(1 / 3)
+    assert fake_rate(pid, trk) == approx(1 / 3)
     binned = efficiency_vs_pt(pid, trk, pt, bins=[0.1, 1.0, 10.0, 100.0], min_hits=1)
     np.testing.assert_array_equal(binned.n_particles, [1, 2, 0])
     np.testing.assert_array_equal(binned.efficiency[:2], [1.0, 0.5])
