@@ -190,9 +190,7 @@ def _attend_bwd(n, heads, is_sorted, res, grads):
     # Softmax backward: ds_e = alpha_e (dalpha_e - sum over i's edges of alpha dalpha).
     total = _per_head_dot(g_v, out_v, heads) + jnp.sum(g_x * out_x, axis=-1)  # [N, H]
     d_score = alpha * (d_alpha - _gather(total, receivers, is_sorted))  # [E, H]
-    d_q = _segment_sum(
-        _scale_heads(k_s, d_score).astype(jnp.float32), receivers, n, is_sorted
-    )
+    d_q = _segment_sum(_scale_heads(k_s, d_score).astype(jnp.float32), receivers, n, is_sorted)
     # Two scatters, not one of [E, 2 H C]: XLA then writes each update once instead of again
     # into a concatenation.
     d_k = jax.ops.segment_sum(
