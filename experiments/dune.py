@@ -98,7 +98,13 @@ def resolve_config(args) -> tuple[DuneConfig, Run | None]:
     def defaults(quick: bool) -> DuneConfig:
         return quick_config(args.task) if quick else default_config(args.task)
 
-    return cli.resolve_config(args, DuneConfig, "dune", defaults, _task_flags)
+    cfg, run = cli.resolve_config(args, DuneConfig, "dune", defaults, _task_flags)
+    if run is not None and cfg.task != args.task:
+        raise ConfigError(
+            f"--resume {args.resume}: a {cfg.task} run, not {args.task}; continue it with "
+            f"{run.resume_command()}"
+        )
+    return cfg, run
 
 
 def _task_flags(cfg: DuneConfig, args) -> DuneConfig:
@@ -129,6 +135,7 @@ def main(argv=None):
 
         return search(cfg, args.search, data, runtime, dtype, cfg.train, args.workdir)
     t0 = time.time()
+    resumed = run is not None
     if run is None:
         run = Run.create(
             args.workdir,
@@ -143,7 +150,7 @@ def main(argv=None):
         flush=True,
     )
     results = {}
-    try:
+    with run.recorded(resumed=resumed):
         for network in cfg.networks or NETWORKS[cfg.task]:
             trained = train(cfg.task, network, cfg.net, cfg.train, data, runtime.mesh, run, dtype)
             outputs = evaluate.test_outputs(trained, data)
@@ -181,9 +188,6 @@ def main(argv=None):
         )
         report = _markdown(cfg, public, baseline, data, runtime.description, time.time() - t0)
         run.write_text("report.md", report)
-    except BaseException as err:
-        run.set_status("failed", error=str(err)[:500])
-        raise
     run.set_status("done", summary=_summary(cfg.task, public), params={"members": cfg.net.members})
     print(f"[dune] report: {run.path / 'report.md'}", flush=True)
     return run

@@ -107,6 +107,7 @@ def main(argv=None) -> Run:
     workers = args.workers if args.workers is not None else (0 if runtime.platform == "cpu" else _workers())
     t0 = time.time()
     data = dataset.load(cfg.data, args.data_dir)
+    resumed = run is not None
     if run is None:
         run = Run.create(
             args.workdir,
@@ -121,7 +122,7 @@ def main(argv=None) -> Run:
         flush=True,
     )
     results = {}
-    try:
+    with run.recorded(resumed=resumed):
         for name in cfg.models:
             model_cfg = ResNetConfig(
                 name=name, widths=cfg.widths, blocks_per_stage=cfg.blocks_per_stage, dtype=dtype
@@ -146,9 +147,6 @@ def main(argv=None) -> Run:
         summary = {name: {k: r[k] for k in ("auc", "accuracy", "f1")} for name, r in results.items()}
         run.write_json("metrics.json", {"models": results, "wall_s": round(time.time() - t0, 1)})
         run.write_text("report.md", _markdown(results, cfg, data, runtime.description, time.time() - t0))
-    except BaseException as err:
-        run.set_status("failed", error=str(err)[:500])
-        raise
     run.set_status("done", summary=summary)
     print(f"[egamma] report: {run.path / 'report.md'}", flush=True)
     return run

@@ -105,13 +105,14 @@ def main(argv=None) -> Run:
     runtime = cli.setup_runtime(args)
     t0 = time.time()
     table = load_table(cfg.data, args.data_dir)
+    resumed = run is not None
     if run is None:
         run = Run.create(
             args.workdir, "pid", {"pid": to_dict(cfg), "argv": argv}, name="quick" if args.quick else None
         )
     print(f"[pid] run {run.path} | {len(table)} tracks from {table.path} | {runtime.description}", flush=True)
     results = {}
-    try:
+    with run.recorded(resumed=resumed):
         for rng in cfg.ranges:
             data = range_data(table, rng)
             labels = data.test.label
@@ -147,9 +148,6 @@ def main(argv=None) -> Run:
             "config": f"`{run.path / 'config.json'}`",
         }
         write_report(run, results, header)
-    except BaseException as err:
-        run.set_status("failed", error=str(err)[:500])
-        raise
     summary = {
         f"{r}/{m}": round(v["metrics"]["accuracy"], 4) for r, pm in results.items() for m, v in pm.items()
     }

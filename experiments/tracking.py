@@ -142,6 +142,7 @@ def main(argv=None) -> Run:
         raise ConfigError(f"cascade.stages must be 1 or 2, got {cfg.cascade.stages}")
     runtime = cli.setup_runtime(args)
     t0 = time.time()
+    resumed = run is not None
     if run is None:
         run = Run.create(
             args.workdir,
@@ -150,7 +151,7 @@ def main(argv=None) -> Run:
             name="quick" if args.quick else None,
         )
     print(f"[tracking] run {run.path} | {runtime.description}", flush=True)
-    try:
+    with run.recorded(resumed=resumed):
         graphs, prefixes = dataset.load_graphs(cfg.data, args.data_dir, _progress(cfg, "graphs"))
         n_eval = cfg.data.val_events + cfg.data.test_events
         val_part = slice(len(graphs) - n_eval, len(graphs) - cfg.data.test_events)
@@ -179,9 +180,6 @@ def main(argv=None) -> Run:
         report["wall_s"] = round(time.time() - t0, 1)
         run.write_json("metrics.json", report)
         run.write_text("report.md", _markdown(report, runtime.description))
-    except BaseException as err:
-        run.set_status("failed", error=str(err)[:500])
-        raise
     run.set_status(
         "done",
         summary={k: report["test"][k] for k in ("precision", "recall", "auc")}

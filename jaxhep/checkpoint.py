@@ -50,6 +50,10 @@ class Checkpoints:
         if is_best:
             self.best.save(step, args=self._args(state, loop, data), force=True)
 
+    def save_best(self, step: int, state, loop: dict, data: dict | None) -> None:
+        """Save as the best checkpoint only (one whose save a kill cut short, again)."""
+        self.best.save(step, args=self._args(state, loop, data), force=True)
+
     def wait(self) -> None:
         """Block until every save in flight is committed."""
         self.latest.wait_until_finished()
@@ -57,6 +61,67 @@ class Checkpoints:
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
+
+    def restore_newest_good(self, abstract_state) -> tuple[Any, dict, dict, list[str]]:
+        """(state, loop, data, skipped) from the newest `latest/` checkpoint that restores.
+
+        A damaged one (a truncated or overwritten file, a missing item: anything orbax cannot
+        read) is moved aside into `set_aside/` (kept, not deleted) with a line in `skipped` saying
+        which and why, and the next older one is tried. `best/` checkpoints newer than the one
+        restored are moved aside too: training redoes those steps and saves them again. No
+        checkpoint that restores: an InputError naming the folder and each one's problem."""
+        from jaxhep.errors import InputError
+
+        self.wait()
+        skipped = []
+        for step in sorted(self.latest.all_steps(), reverse=True):
+            try:
+                state, loop, data = self.restore(abstract_state, "latest", step)
+            except Exception as err:  # orbax / TensorStore / JSON errors of a damaged checkpoint
+                skipped.append(f"step {step} ({_first_line(err)})")
+                self._set_aside("latest", step)
+                continue
+            self.set_aside_best_after(step)
+            return state, loop, data, skipped
+        raise InputError(
+            self.directory / "latest",
+            f"no checkpoint here can be restored (each moved aside into {self.directory / 'set_aside'}); "
+            "start the run again without --resume. " + "; ".join(skipped),
+        )
+
+    def restore_best(self, abstract_state) -> tuple[Any, dict, dict]:
+        """(state, loop, data) of the best checkpoint; if it is damaged, the same step from
+        `latest/` (which keeps the newest few); else an InputError naming it."""
+        from jaxhep.errors import InputError
+
+        step = self.best.latest_step()
+        try:
+            return self.restore(abstract_state, "best", step)
+        except Exception as err:  # orbax / TensorStore / JSON errors of a damaged checkpoint
+            if step in self.latest.all_steps():
+                return self.restore(abstract_state, "latest", step)
+            raise InputError(
+                self.directory / "best" / str(step),
+                f"the best checkpoint does not restore ({_first_line(err)}) and latest/ no longer holds "
+                "its step; train again without --resume",
+            ) from None
+
+    def set_aside_best_after(self, step: int) -> None:
+        """Move the `best/` checkpoints newer than `step` into `set_aside/`: a training that goes
+        on from `step` redoes them and saves them again."""
+        for newer in [s for s in self.best.all_steps() if s > step]:
+            self._set_aside("best", newer)
+
+    def _set_aside(self, which: str, step: int) -> None:
+        """Move checkpoint `step` of `which` out of its manager's sight, into `set_aside/`."""
+        import time
+
+        source = self.directory / which / str(step)
+        if source.exists():
+            target = self.directory / "set_aside" / f"{which}-{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.rename(target)
+        (self.latest if which == "latest" else self.best).reload()
 
     def restore(
         self, abstract_state, which: str = "latest", step: int | None = None
@@ -87,6 +152,13 @@ class Checkpoints:
         self.wait()
         self.latest.close()
         self.best.close()
+
+
+def _first_line(err: BaseException, limit: int = 160) -> str:
+    """`Type: first line of the message`, cut to `limit` characters (orbax's run to pages)."""
+    text = (str(err).strip().splitlines() or [""])[0]
+    text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def abstract_like(tree):

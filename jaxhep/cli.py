@@ -8,12 +8,14 @@ python -m experiments.<task> [--cpu | --gpu | --tpu] [--data PATH] [--workdir ru
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jaxhep.errors import ConfigError, DeviceError, JaxhepError
+from jaxhep import interrupt
+from jaxhep.errors import ConfigError, DeviceError, InputError, JaxhepError
 
 
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -81,9 +83,21 @@ def resolve_config(args: argparse.Namespace, config_cls, key: str, defaults, tas
         return override(cfg, args.overrides)
 
     if not args.resume:
-        return with_flags(defaults(args.quick)), None
+        cfg = with_flags(defaults(args.quick))
+        check_train_config(cfg.train)
+        return cfg, None
     run = Run.open(args.resume)
-    kept = from_dict(config_cls, run.config[key])
+    config = run.config
+    if key not in config:
+        other = next((k for k in config if k not in ("argv", "data_fingerprint")), "another task")
+        raise ConfigError(
+            f"--resume {args.resume}: a {other} run, not a {key} one; continue it with {run.resume_command()}"
+        )
+    try:
+        kept = from_dict(config_cls, config[key])
+        check_train_config(kept.train)
+    except (ConfigError, TypeError, AttributeError) as err:  # a wrong type or shape, or out of range
+        raise InputError(run.path / "config.json", f"{err}; the run cannot be resumed") from None
     cfg = with_flags(kept)
     changed = changed_fields(kept, cfg)
     changed.pop("train.progress", None)  # --no-progress: display, not a setting of the run
@@ -94,6 +108,38 @@ def resolve_config(args: argparse.Namespace, config_cls, key: str, defaults, tas
             f"change them: {named}. Drop them, or start a new run without --resume."
         )
     return cfg, run
+
+
+# The shared flags' names, for messages about the TrainConfig fields they set.
+_FLAG_OF = {"epochs": "--epochs", "batch_size": "--batch-size", "seed": "--seed"}
+
+
+def check_train_config(train) -> None:
+    """A ConfigError naming the flag (or `train.<field>`) of the first TrainConfig value that
+    cannot train: a count below one, a learning rate that is not positive, an unknown name."""
+
+    def name(f: str) -> str:
+        return _FLAG_OF.get(f, f"train.{f}")
+
+    for f in (
+        "epochs",
+        "batch_size",
+        "steps_per_call",
+        "grad_accum_steps",
+        "keep_checkpoints",
+        "eval_batch_size",
+    ):
+        if getattr(train, f) < 1:
+            raise ConfigError(f"{name(f)} {getattr(train, f)}: must be at least 1")
+    for f in ("patience", "warmup_steps", "weight_decay"):
+        if getattr(train, f) < 0:
+            raise ConfigError(f"{name(f)} {getattr(train, f)}: must not be negative")
+    if not train.learning_rate > 0 or not math.isfinite(train.learning_rate):
+        raise ConfigError(f"train.learning_rate {train.learning_rate}: must be a positive number")
+    if train.grad_clip_norm is not None and not train.grad_clip_norm > 0:
+        raise ConfigError(f"train.grad_clip_norm {train.grad_clip_norm}: must be positive, or null for none")
+    if train.monitor_mode not in ("max", "min"):
+        raise ConfigError(f"train.monitor_mode {train.monitor_mode!r}: must be 'max' or 'min'")
 
 
 @dataclass
@@ -123,15 +169,30 @@ def setup_runtime(args: argparse.Namespace) -> Runtime:
 
 
 def run_main(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:
-    """Call `main(argv)`; a JaxhepError becomes one line on stderr and exit status 2."""
+    """Call `main(argv)`; a JaxhepError becomes one line on stderr and exit status 2.
+
+    Ctrl-C and SIGTERM stop the training at a safe point (`jaxhep.interrupt`): one line says
+    what was saved and the command that continues the run; the exit status is the signal's."""
+    interrupt.install()
     try:
         main(argv)
     except JaxhepError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: the last checkpoint is intact; continue with --resume RUN_DIR", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        print(interrupted_message(err), file=sys.stderr)
+        sys.exit(interrupt.EXIT_STATUS.get(getattr(err, "signal", "SIGINT"), 130))
     except Exception:  # a bug, not a user error: keep the traceback
         traceback.print_exc()
         sys.exit(1)
+
+
+def interrupted_message(err: KeyboardInterrupt) -> str:
+    """One line: which signal, what was kept, and the `--resume` command (if a run was started)."""
+    sig = getattr(err, "signal", "SIGINT")
+    saved = getattr(err, "saved", None)
+    resume = getattr(err, "resume_command", None)
+    if resume is None:
+        return f"interrupted ({sig}) before a run was started; nothing was written"
+    kept = f"stopped at a safe point, saved {saved}" if saved else "finished work is kept in the run folder"
+    return f"interrupted ({sig}): {kept}; continue with: {resume}"

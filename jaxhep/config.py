@@ -24,15 +24,19 @@ def to_dict(cfg: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def from_dict(cls: type[T], data: dict) -> T:
-    """Rebuild a dataclass config of type `cls` from `to_dict` output (unknown keys are errors)."""
+def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
+    """Rebuild a dataclass config of type `cls` from `to_dict` output (unknown keys are errors).
+
+    Errors name the field by its whole path (`prefix` + key, e.g. "train.learning_rate")."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     names = {f.name for f in dataclasses.fields(cls)}
     for key, value in data.items():
         if key not in names:
-            raise ConfigError(f"unknown config key {key!r} for {cls.__name__}")
-        kwargs[key] = _coerce(hints[key], value, key)
+            raise ConfigError(f"unknown config key {prefix + key!r} for {cls.__name__}")
+        kwargs[key] = _coerce(hints[key], value, prefix + key)
     return cls(**kwargs)
 
 
@@ -117,7 +121,7 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         raise ConfigError(f"{name}: {value!r} fits none of {hint}")
     if dataclasses.is_dataclass(hint):
         if isinstance(value, dict):
-            return from_dict(hint, value)
+            return from_dict(hint, value, f"{name}.")
         if dataclasses.is_dataclass(value):
             return value
         raise ConfigError(f"{name}: expected a mapping for {hint.__name__}, got {value!r}")

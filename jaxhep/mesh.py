@@ -32,12 +32,23 @@ _HINTS = {
 # ignore them). YNNPACK's fusion of single convolutions makes convolution networks 2x slower
 # on the x86 CPUs we measured, and ~10x slower inside loops (lax.scan / lax.map): with it
 # off, XLA's Eigen convolutions run (BUILD_NOTES.md, e/gamma and DUNE speed).
+# The flag takes this value from jaxlib 0.8.2 on (0.8.1 knows it with another syntax, older ones not at
+# all); an XLA that cannot parse a flag aborts the process, so older jaxlibs get none.
 CPU_XLA_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
+CPU_XLA_FLAGS_SINCE = (0, 8, 2)
+
+
+def _jaxlib_version() -> tuple[int, ...]:
+    from importlib.metadata import version
+
+    return tuple(int(part) for part in version("jaxlib").split(".")[:3] if part.isdigit())
 
 
 def add_cpu_xla_flags() -> None:
     """Append CPU_XLA_FLAGS to XLA_FLAGS unless set there already; effective only before JAX
     starts its backends (the first computation or device query)."""
+    if _jaxlib_version() < CPU_XLA_FLAGS_SINCE:
+        return
     flags = os.environ.get("XLA_FLAGS", "")
     for flag in CPU_XLA_FLAGS:
         if flag.split("=")[0] not in flags:

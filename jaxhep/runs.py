@@ -15,6 +15,7 @@ multi-host job writes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -59,7 +60,7 @@ class Run:
         if is_primary():
             run.path.mkdir(parents=True, exist_ok=False)
             run.write_json("config.json", config)
-        run.set_status("running", config=config)
+        run.set_status("running", config=config, **_owner())
         return run
 
     @classmethod
@@ -74,7 +75,57 @@ class Run:
 
     @property
     def config(self) -> dict:
-        return json.loads((self.path / "config.json").read_text())
+        """The run's config.json; a damaged one is an InputError naming it."""
+        from jaxhep.errors import InputError
+
+        path = self.path / "config.json"
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            problem = "empty" if isinstance(err, json.JSONDecodeError) and not err.doc.strip() else str(err)
+            raise InputError(
+                path, f"not a readable run config ({problem}); the run cannot be resumed"
+            ) from None
+        if not isinstance(config, dict):
+            raise InputError(path, "not a run config (a JSON object is expected)")
+        return config
+
+    def resume_command(self) -> str:
+        """The command that continues this run (its experiment's; DUNE's names its task)."""
+        task = self.config.get("dune", {}).get("task", "") if self.task == "dune" else ""
+        return " ".join(
+            ["python -m", f"experiments.{self.task}", *([task] if task else []), "--resume", str(self.path)]
+        )
+
+    @contextlib.contextmanager
+    def recorded(self, resumed: bool = False):
+        """The run's registry status follows the block: "running" (again, when `resumed`),
+        "interrupted" on Ctrl-C / SIGTERM (the exception then carries the `--resume` command),
+        "failed" with the error on any other exception. The caller records "done" after it."""
+        if resumed:
+            self.set_status("running", resumed=True, **_owner())
+        try:
+            yield self
+        except KeyboardInterrupt as err:
+            self.set_status("interrupted", signal=getattr(err, "signal", "SIGINT"))
+            err.resume_command = self.resume_command()
+            raise
+        except BaseException as err:
+            self.set_status("failed", error=(str(err) or type(err).__name__)[:500])
+            raise
+
+    def drop_epochs_after(self, epoch: int, prefix: dict, stream: str = "metrics.jsonl") -> None:
+        """Remove the per-epoch records past `epoch` of the training that `prefix` names (its
+        log_prefix: model, range, member...), which a resumed training is about to redo: after a
+        kill between a record and its checkpoint, or a fall back to an older checkpoint, they
+        would otherwise appear twice. Written atomically; other trainings' records stay."""
+        path = self.path / stream
+        if not is_primary() or not path.exists():
+            return
+        lines = path.read_text().splitlines()
+        kept = [line for line in lines if not _redone(line, epoch, prefix)]
+        if len(kept) != len(lines):
+            _atomic_write(path, "".join(line + "\n" for line in kept))
 
     def sub(self, *parts: str) -> Path:
         """A folder inside the run, created on first use."""
@@ -136,8 +187,50 @@ class Run:
             f.write(line)
 
 
+def _redone(line: str, epoch: int, prefix: dict) -> bool:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return (
+        isinstance(record, dict)
+        and record.get("epoch", 0) > epoch
+        and all(record.get(k) == v for k, v in prefix.items())
+    )
+
+
+def _owner() -> dict:
+    """Who runs this: host and process id, so a listing can tell a dead run from a live one."""
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _stale(entry: dict) -> bool:
+    """A "running" run whose process on this host is gone (killed, or the machine rebooted)."""
+    import socket
+
+    if entry.get("status") != "running" or "pid" not in entry:
+        return False
+    return entry.get("host") == socket.gethostname() and not pid_alive(int(entry["pid"]))
+
+
 def load_registry(workdir: str | Path, task: str | None = None) -> list[dict]:
-    """Every run of the registry, its records merged (later fields win), oldest first."""
+    """Every run of the registry, its records merged (later fields win), oldest first.
+
+    A run still "running" whose process on this host is gone is listed as "stale": killed
+    without a word (SIGKILL, out of memory, a crash of the machine); `--resume` continues it."""
     path = Path(workdir) / REGISTRY
     runs: dict[str, dict] = {}
     if not path.exists():
@@ -151,6 +244,9 @@ def load_registry(workdir: str | Path, task: str | None = None) -> list[dict]:
             continue
         key = f"{entry.get('task')}/{entry.get('run_id')}"
         runs.setdefault(key, {}).update(entry)
+    for entry in runs.values():
+        if _stale(entry):
+            entry["status"] = "stale"
     return list(runs.values())
 
 

@@ -54,7 +54,7 @@ from typing import Any
 
 from jaxhep.errors import ConfigError
 from jaxhep.memory import describe_bytes, fits
-from jaxhep.runs import Run, format_registry
+from jaxhep.runs import Run, format_registry, pid_alive
 
 DB_NAME = "search.db"
 # Columns of the registry table for trials: `format_registry(load_registry(w), TRIAL_COLUMNS)`.
@@ -185,23 +185,13 @@ def _ended(t) -> bool:
     return t.state.name == "FAIL" and t.user_attrs.get("result", {}).get("status") == "failed"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _fail_orphans(study, log) -> None:
     """Mark trials left RUNNING by a dead search process on this host as interrupted."""
     optuna = _optuna()
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         owner = t.user_attrs.get("owner", {})
-        if owner.get("host") != host or _pid_alive(int(owner.get("pid", -1))):
+        if owner.get("host") != host or pid_alive(int(owner.get("pid", -1))):
             continue  # another machine's or a live process's trial
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         run_path = owner.get("run")

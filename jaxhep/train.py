@@ -32,6 +32,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from jaxhep import interrupt
 from jaxhep.checkpoint import Checkpoints, abstract_like
 from jaxhep.errors import ConfigError, InputError, NonFiniteLossError
 from jaxhep.mesh import gather_to_host, process_slice, put_replicated, shard_batch
@@ -262,7 +263,7 @@ def load_best(model: nnx.Module, cfg: TrainConfig, ckpt_dir: str | Path) -> nnx.
         if ckpts.best.latest_step() is None:
             raise InputError(ckpt_dir, "no best checkpoint here (did that training finish an epoch?)")
         optimizer = nnx.Optimizer(model, make_optimizer(cfg, 1), wrt=nnx.Param)
-        state, _, _ = ckpts.restore(abstract_like(nnx.state((model, optimizer))), "best")
+        state, _, _ = ckpts.restore_best(abstract_like(nnx.state((model, optimizer))))
     finally:
         ckpts.close()
     nnx.update((model, optimizer), state)
@@ -286,6 +287,12 @@ def fit(
     `read_rows(indices) -> dict of arrays [len(indices), ...]` reads training rows;
     `validate(trainer) -> dict` returns validation metrics (must include `cfg.monitor`).
     After return, `trainer.state` holds the best checkpoint's state.
+
+    Resuming takes the newest checkpoint that restores (a damaged one is set aside, with a line
+    on stderr), drops the metrics records of the epochs it redoes, and saves the best checkpoint
+    again if a kill cut its save short. Ctrl-C / SIGTERM (`jaxhep.interrupt`) stop after the
+    compiled call in flight with a checkpoint of that step; a loss that diverges stops like a
+    NaN one.
     """
     cfg, mesh = trainer.cfg, trainer.mesh
     plan = EpochPlan.fit_to(n_train, cfg.batch_size, cfg.steps_per_call)
@@ -295,7 +302,14 @@ def fit(
     loop = {"epoch": 0, "step": 0, "best": None, "best_epoch": -1, "since_best": 0, "history": []}
     data_state = None
     if ckpts.latest_step() is not None:
-        trainer.state, loop, data_state = ckpts.restore(abstract_like(trainer.state))
+        trainer.state, loop, data_state, skipped = ckpts.restore_newest_good(abstract_like(trainer.state))
+        for line in skipped:
+            _warn(f"{desc}: checkpoint {line} in {ckpts.directory / 'latest'} does not restore; moved aside")
+        _keep_best_in_step(trainer, ckpts, loop, data_state, cfg)
+        if run is not None:
+            run.drop_epochs_after(loop["epoch"], log_prefix or {})
+    else:  # a fresh start: a best/ left from a training whose latest/ is gone would block its saves
+        ckpts.set_aside_best_after(-1)
     resumed_from = loop["epoch"]
     stream = iter(
         training_batches(
@@ -307,41 +321,49 @@ def fit(
     prefetch = Prefetcher(stream, lambda c: shard_batch(c, mesh, cfg.batch_size, batch_axis=1))
     kill_after = os.environ.get(_FAULT_KILL_ENV)
     try:
-        for epoch in range(loop["epoch"], cfg.epochs):
-            if loop["since_best"] >= cfg.patience:
-                break
-            t0 = time.perf_counter()
-            train_metrics = _train_epoch(trainer, prefetch, plan, loop, epoch, desc, ckpts)
-            data_state = train_metrics.pop("_data_state")
-            seconds = time.perf_counter() - t0
-            val = validate(trainer)
-            if cfg.monitor not in val:
-                raise ConfigError(f"validation returned no {cfg.monitor!r} (got {sorted(val)})")
-            record = {
-                **(log_prefix or {}),
-                "epoch": epoch + 1,
-                "step": loop["step"],
-                **train_metrics,
-                **val,
-                "epoch_seconds": round(seconds, 3),
-                "train_samples_per_s": plan.steps_per_epoch * cfg.batch_size / max(seconds, 1e-9),
-            }
-            improved = _is_better(val[cfg.monitor], loop["best"], cfg.monitor_mode)
-            if improved:
-                loop.update(best=float(val[cfg.monitor]), best_epoch=epoch + 1, since_best=0)
-            else:
-                loop["since_best"] += 1
-            loop["epoch"] = epoch + 1
-            loop["history"].append(record)
-            ckpts.save(loop["step"], trainer.state, loop, data_state, is_best=improved)
-            if run is not None:
-                run.log(record)
-            if kill_after is not None and int(kill_after) == epoch + 1:
-                ckpts.wait()
-                os.kill(os.getpid(), signal.SIGKILL)
+        with interrupt.safe_points():
+            for epoch in range(loop["epoch"], cfg.epochs):
+                if loop["since_best"] >= cfg.patience:
+                    break
+                t0 = time.perf_counter()
+                train_metrics = _train_epoch(trainer, prefetch, plan, loop, epoch, desc, ckpts)
+                data_state = train_metrics.pop("_data_state")
+                _check_divergence(train_metrics["loss"], loop, epoch, desc, ckpts, cfg)
+                seconds = time.perf_counter() - t0
+                val = validate(trainer)
+                if cfg.monitor not in val:
+                    raise ConfigError(f"validation returned no {cfg.monitor!r} (got {sorted(val)})")
+                record = {
+                    **(log_prefix or {}),
+                    "epoch": epoch + 1,
+                    "step": loop["step"],
+                    **train_metrics,
+                    **val,
+                    "epoch_seconds": round(seconds, 3),
+                    "train_samples_per_s": plan.steps_per_epoch * cfg.batch_size / max(seconds, 1e-9),
+                }
+                improved = _is_better(val[cfg.monitor], loop["best"], cfg.monitor_mode)
+                if improved:
+                    loop.update(best=float(val[cfg.monitor]), best_epoch=epoch + 1, since_best=0)
+                    loop["best_step"] = loop["step"]
+                else:
+                    loop["since_best"] += 1
+                loop["epoch"] = epoch + 1
+                loop["history"].append(record)
+                ckpts.save(loop["step"], trainer.state, loop, data_state, is_best=improved)
+                if run is not None:
+                    run.log(record)
+                if kill_after is not None and int(kill_after) == epoch + 1:
+                    ckpts.wait()
+                    os.kill(os.getpid(), signal.SIGKILL)
+                stop = interrupt.requested()
+                if stop and loop["epoch"] < cfg.epochs:
+                    ckpts.wait()
+                    raise interrupt.Interrupted(stop, f"a checkpoint at the end of epoch {epoch + 1}")
         if ckpts.best.latest_step() is not None:
-            trainer.state, _, _ = ckpts.restore(abstract_like(trainer.state), "best")
+            trainer.state, _, _ = ckpts.restore_best(abstract_like(trainer.state))
     finally:
+        interrupt.reset()
         prefetch.close()
         ckpts.close()
     stopped_early = loop["since_best"] >= cfg.patience and loop["epoch"] < cfg.epochs
@@ -355,6 +377,66 @@ def fit(
     )
 
 
+# An epoch whose mean training loss is this many times the loss of the very first step has
+# diverged (a learning rate far too high: the loss runs to 1e10 and stays there, the network
+# predicting one class). A training that learns never comes near it; a NaN stops at once.
+DIVERGENCE_FACTOR = 100.0
+
+
+def _check_divergence(loss: float, loop: dict, epoch: int, desc: str, ckpts: Checkpoints, cfg) -> None:
+    first = loop.get("first_loss")
+    if first is None or first <= 0 or loss <= DIVERGENCE_FACTOR * first:
+        return
+    raise _stopped(
+        ckpts,
+        f"{desc}: the training loss diverged: {loss:.3g} in epoch {epoch + 1}, against {first:.3g} at the "
+        "first step; training stopped",
+        f"Lower the learning rate (train.learning_rate={cfg.learning_rate:g}).",
+    )
+
+
+def _stopped(ckpts: Checkpoints, what: str, advice: str) -> NonFiniteLossError:
+    """The error of a training stopped for its loss: what happened, the last good checkpoint
+    (after the saves in flight are committed), and what to do."""
+    ckpts.wait()
+    last = ckpts.latest_step()
+    where = f"{ckpts.directory / 'latest'} (step {last})" if last is not None else "none yet"
+    return NonFiniteLossError(f"{what}. Last good checkpoint: {where}. {advice}")
+
+
+def _keep_best_in_step(trainer: Trainer, ckpts: Checkpoints, loop: dict, data_state, cfg) -> None:
+    """Make `best/` hold the loop's best epoch after a resume.
+
+    A kill after an improved epoch's `latest/` save but before its `best/` save leaves `best/`
+    one improvement behind, while the loop (restored from `latest/`) counts from the new best:
+    that state is the one just restored, so it is saved again. If the best is lost for good (its
+    checkpoint damaged), the loop's best is re-derived from what `best/` does hold."""
+    best_step = loop.get("best_step")
+    if best_step is None and loop.get("best_epoch", -1) > 0:  # checkpoints from before best_step
+        best_step = loop["history"][loop["best_epoch"] - 1]["step"]
+    held = ckpts.best.latest_step()
+    if best_step is None or held == best_step:
+        return
+    if best_step == loop["step"] and not loop.get("chunk"):
+        ckpts.save_best(best_step, trainer.state, loop, data_state)
+        return
+    kept = [h for h in loop["history"] if h["step"] == held]
+    if kept:
+        loop.update(best=float(kept[0][cfg.monitor]), best_epoch=kept[0]["epoch"], best_step=held)
+    else:
+        loop.update(best=None, best_epoch=-1, best_step=None)
+    loop["since_best"] = loop["epoch"] - max(loop["best_epoch"], 0)
+    _warn(f"the best checkpoint (step {best_step}) is lost; the best is now that of step {held}")
+
+
+def _warn(message: str) -> None:
+    """One line on stderr for something the user should know that does not stop the run."""
+    import sys
+
+    if is_primary():
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def _train_epoch(
     trainer: Trainer,
     prefetch: Prefetcher,
@@ -364,10 +446,18 @@ def _train_epoch(
     desc: str,
     ckpts: Checkpoints,
 ) -> dict[str, Any]:
-    """One epoch of chunks; host reads chunk i-1's metrics while chunk i runs."""
+    """One epoch of chunks; host reads chunk i-1's metrics while chunk i runs.
+
+    Starts at chunk `loop["chunk"]` with the sums of `loop["partial"]` when a checkpoint saved at
+    an interrupt holds them (a resumed epoch adds up to the same means as an uninterrupted one)."""
     cfg = trainer.cfg
+    start = loop.get("chunk") or 0
+    partial = loop.get("partial") or {"sums": {}, "count": 0}
+    sums: dict[str, float] = dict(partial["sums"])
+    count = partial["count"]
     bar = tqdm(
         total=plan.steps_per_epoch * cfg.batch_size,
+        initial=start * plan.steps_per_call * cfg.batch_size,
         unit="sample",
         unit_scale=True,
         desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
@@ -375,8 +465,6 @@ def _train_epoch(
         disable=not (cfg.progress and is_primary()),
         mininterval=0.5,
     )
-    sums: dict[str, float] = {}
-    count = 0
     data_state = None
 
     def consume(metrics, first_step):
@@ -384,13 +472,13 @@ def _train_epoch(
         host = jax.tree.map(np.asarray, metrics)
         if not host["finite"].all():
             bad = first_step + int(np.argmin(host["finite"]))
-            ckpts.wait()
-            last = ckpts.latest_step()
-            where = f"{ckpts.directory / 'latest'} (step {last})" if last is not None else "none yet"
-            raise NonFiniteLossError(
-                f"{desc}: the loss became NaN/inf at step {bad} (epoch {epoch + 1}); training stopped. "
-                f"Last good checkpoint: {where}. Lower the learning rate or check the inputs for NaNs."
+            raise _stopped(
+                ckpts,
+                f"{desc}: the loss became NaN/inf at step {bad} (epoch {epoch + 1}); training stopped",
+                "Lower the learning rate or check the inputs for NaNs.",
             )
+        if loop.get("first_loss") is None:
+            loop["first_loss"] = float(host["loss"][0])
         for key, value in host.items():
             if key != "finite":
                 sums[key] = sums.get(key, 0.0) + float(np.sum(value))
@@ -399,16 +487,32 @@ def _train_epoch(
         bar.set_postfix(loss=f"{sums['loss'] / count:.4f}", refresh=False)
 
     pending = None
-    for _ in range(plan.chunks_per_epoch):
+    # Per-chunk checks for a stop request only with one process: with several, the check is a
+    # collective that would wait for every chunk in flight (they check once an epoch, in fit).
+    check_each_chunk = jax.process_count() == 1
+    for index in range(start, plan.chunks_per_epoch):
         chunk, data_state = next(prefetch)
         metrics = trainer.train_chunk(chunk, loop["step"])
         if pending is not None:
             consume(*pending)
         pending = (metrics, loop["step"])
         loop["step"] += plan.steps_per_call
+        stop = interrupt.requested() if check_each_chunk else None
+        if stop and index + 1 < plan.chunks_per_epoch:
+            consume(*pending)
+            bar.close()
+            loop["chunk"], loop["partial"] = index + 1, {"sums": sums, "count": count}
+            ckpts.save(loop["step"], trainer.state, loop, data_state, is_best=False)
+            ckpts.wait()
+            raise interrupt.Interrupted(
+                stop,
+                f"a checkpoint at step {loop['step']} ({index + 1} of {plan.chunks_per_epoch} "
+                f"chunks of epoch {epoch + 1})",
+            )
     if pending is not None:
         consume(*pending)
     bar.close()
+    loop["chunk"], loop["partial"] = 0, None
     out: dict[str, Any] = {k: v / max(count, 1) for k, v in sums.items()}
     out["_data_state"] = data_state
     return out

@@ -173,7 +173,7 @@ def test_round_trip_through_json_of_a_nested_frozen_config():
 
 def test_from_dict_fills_defaults_and_rejects_unknown_or_mistyped_keys():
     assert from_dict(Experiment, {"train": {"epochs": 2}}) == Experiment(train=TrainConfig(epochs=2))
-    with pytest.raises(ConfigError, match="'learning_rat'.*TrainConfig"):
+    with pytest.raises(ConfigError, match="'train.learning_rat'.*TrainConfig"):
         from_dict(Experiment, {"train": {"learning_rat": 0.1}})
     with pytest.raises(ConfigError, match="integer"):
         from_dict(Experiment, {"train": {"epochs": "many"}})

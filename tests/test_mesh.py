@@ -173,8 +173,10 @@ def test_initialize_distributed_passes_explicit_arguments(distributed_calls):
 
 
 def test_cpu_xla_flags_are_added_once_and_keep_the_users(monkeypatch):
+    from jaxhep import mesh
     from jaxhep.mesh import CPU_XLA_FLAGS, add_cpu_xla_flags
 
+    monkeypatch.setattr(mesh, "_jaxlib_version", lambda: mesh.CPU_XLA_FLAGS_SINCE)
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
     add_cpu_xla_flags()
     add_cpu_xla_flags()
@@ -184,3 +186,8 @@ def test_cpu_xla_flags_are_added_once_and_keep_the_users(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
     add_cpu_xla_flags()
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type="
+    # A jaxlib that cannot parse the flag (it would abort the process) gets none.
+    monkeypatch.setattr(mesh, "_jaxlib_version", lambda: (0, 8, 1))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    add_cpu_xla_flags()
+    assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x"

@@ -165,3 +165,19 @@ def test_sub_and_plot_path_create_folders_inside_the_run(tmp_path):
     assert p == run.path / "plots" / "roc.png" and p.parent.is_dir()
     assert run.sub("models", "dnn").is_dir()
     assert os.path.commonpath([p, run.path]) == str(run.path)
+
+
+def test_a_running_run_whose_process_is_gone_is_listed_as_stale(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    live = Run.create(tmp_path, "pid", CONFIG)  # this process: alive
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = Run.create(tmp_path, "pid", CONFIG)
+    dead.set_status("running", pid=int(gone.stdout))  # as if that process had made it and died
+    done = Run.create(tmp_path, "pid", CONFIG)
+    done.set_status("done")
+    status = {r["run_id"]: r["status"] for r in load_registry(tmp_path)}
+    assert status == {live.run_id: "running", dead.run_id: "stale", done.run_id: "done"}

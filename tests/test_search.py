@@ -134,7 +134,8 @@ def test_an_objective_that_raises_fails_one_trial_and_the_search_goes_on(db_dir)
     result = run_search("f", db_dir, 5, objective, SPACE, log=lines.append)
     status = [t["status"] for t in result.trials]
     assert status == ["done", "failed", "failed", "done", "done"]
-    assert result.trials[1]["message"] == "NonFiniteLossError: the loss became NaN/inf at step 7"
+    # the message is one line: the error text folds its line breaks
+    assert result.trials[1]["message"] == "NonFiniteLossError: the loss became NaN/inf at step 7 more detail"
     assert result.trials[2]["message"] == "objective returned nan"
     assert any("trial 1 failed: NonFiniteLossError" in line for line in lines)
     failed_check = run_search("g", db_dir, 1, quadratic, SPACE, memory_check=bad_estimate, log=quiet)

@@ -137,19 +137,52 @@ def _check_layout(path: Path, layout: dict[str, tuple[tuple[int, ...], np.dtype]
             raise InputError(path, f"keys disagree on the number of rows: {rows}")
 
 
+def _bad_rows(values: np.ndarray) -> np.ndarray:
+    """[n] bool: the rows of float `values` [n, ...] holding NaN or inf ([1] for a 0-d array)."""
+    if not values.ndim:
+        return ~np.isfinite(values.reshape(1))
+    return ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+
+
+def _count_bad_rows(path: Path, key: str, chunk_rows: int = 4096) -> tuple[int, int, int]:
+    """(bad rows, first bad row, rows) of member `key` of the whole file, read chunk by chunk."""
+    with _open_zip(path) as zf:
+        stream = _Stream(path, zf, key)
+        try:
+            total, count, first = stream.shape[0], 0, -1
+            for start in range(0, total, chunk_rows):
+                bad = np.flatnonzero(_bad_rows(stream.read(min(chunk_rows, total - start))))
+                if bad.size and first < 0:
+                    first = start + int(bad[0])
+                count += bad.size
+        finally:
+            stream.close()
+    return count, first, total
+
+
 def check_finite(
     path: str | os.PathLike, key: str, values: np.ndarray, rows: np.ndarray | None = None
 ) -> None:
-    """Raise InputError naming the file, key and first bad row when float `values` hold NaN or inf."""
+    """Raise InputError naming the file, key, bad rows and first bad row when float `values` hold NaN or inf.
+
+    `values` is the whole member `key` of the NPZ `path`, or (with `rows`, their row numbers) some of
+    its rows: a chunk or a batch. Then, on finding a bad row, the whole member is read once more, so
+    that the message counts the bad rows of the file and gives its first, not those of the chunk.
+    """
     if values.dtype.kind != "f":
         return
-    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1) if values.ndim else ~np.isfinite(values)
-    if np.any(bad):
-        first = int(np.flatnonzero(bad)[0])
-        row = int(rows[first]) if rows is not None else first
-        raise InputError(
-            path, f"{key!r} holds NaN or infinite values in {int(bad.sum())} row(s), first row {row}"
-        )
+    bad = _bad_rows(values)
+    if not np.any(bad):
+        return
+    if rows is None:
+        count, first, total = int(bad.sum()), int(np.flatnonzero(bad)[0]), len(bad)
+    else:  # a chunk or a batch: the whole member is read again, only on this error
+        count, first, total = _count_bad_rows(Path(path), key)
+    raise InputError(
+        path,
+        f"{key!r} holds NaN or infinite values in {count} of {total} row(s), first row {first} "
+        "(rows count from 0); drop or repair those rows",
+    )
 
 
 def load_npz(

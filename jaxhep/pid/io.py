@@ -88,8 +88,8 @@ def read_table(path: str | os.PathLike, *, require_label: bool = True) -> dict[s
 
     Raises:
       InputError: file missing, unreadable/corrupt, empty, missing columns (all named), a
-        non-numeric column, a feature column entirely NaN (named), mc_pdg with missing or
-        unknown codes (listed).
+        non-numeric column, +-inf in any column (named, with counts), a feature column
+        entirely NaN (named), mc_pdg with missing or unknown codes (listed).
     """
     path = Path(path)
     if not path.exists():
@@ -116,6 +116,7 @@ def read_table(path: str | os.PathLike, *, require_label: bool = True) -> dict[s
         raise InputError(path, f"non-numeric column(s): {', '.join(bad_types)}")
 
     columns = {name: table.column(name).cast(pa.float64()).to_numpy() for name in needed}
+    _reject_infinities(path, columns)
     all_nan = [name for name in FEATURES if np.isnan(columns[name]).all()]
     if all_nan:
         raise InputError(path, f"feature column(s) entirely NaN: {', '.join(all_nan)}")
@@ -124,6 +125,25 @@ def read_table(path: str | os.PathLike, *, require_label: bool = True) -> dict[s
     if LABEL in columns:
         out[LABEL] = _labels(path, columns[LABEL])
     return out
+
+
+def _reject_infinities(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """InputError naming every column holding +-inf, with its count and first row.
+
+    NaN is the table's "missing measurement"; an infinity is no measurement at all (an
+    overflow, a division by zero upstream) and would only surface later as a NaN loss.
+    """
+    found = []
+    for name, values in columns.items():
+        rows = np.flatnonzero(np.isinf(values))
+        if rows.size:
+            found.append(f"{name} ({rows.size} row(s), first row {int(rows[0])})")
+    if found:
+        raise InputError(
+            path,
+            f"infinite values in column(s) {', '.join(found)} (row 0 is the first data row). "
+            "Infinity is not a measurement: write a missing measurement as NaN, or drop those rows",
+        )
 
 
 def _labels(path: Path, pdg: np.ndarray) -> np.ndarray:

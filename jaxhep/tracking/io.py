@@ -142,7 +142,8 @@ def read_event(
 
     Every part in `parts` must exist, except cells: an event without a cells file gets `cells=None`
     (trackml-library: "each event can have up to four associated files"). Pass
-    `parts=("hits", "cells")` for a test set without truth.
+    `parts=("hits", "cells")` for a test set without truth. Cells must belong to the hits: a cell
+    naming a hit_id the hits file lacks, or a cells file without cells, is an InputError.
     """
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
@@ -150,9 +151,9 @@ def read_event(
     prefix = event_prefix(folder_or_prefix, event)
     if not prefix.parent.is_dir():
         raise InputError(prefix.parent, "no such folder")
-    columns = {}
+    columns, paths = {}, {}
     for part in parts:
-        path = find_file(prefix, part)
+        path = paths[part] = find_file(prefix, part)
         if path is None:
             if part == "cells":
                 continue
@@ -160,7 +161,38 @@ def read_event(
         columns[part] = read_table(path, part)
     if "hits" not in columns:
         raise ValueError("parts must include 'hits'")
+    if "cells" in columns:
+        _check_cells(paths["cells"], columns["cells"], paths["hits"], columns["hits"])
     return Event(prefix=prefix.name, **columns)
+
+
+def _check_cells(path: Path, cells: Columns, hits_path: Path, hits: Columns) -> None:
+    """InputError naming the cells file when its cells do not belong to the event's hits.
+
+    The cells give the node features n_cells and cell_value; a cell whose hit_id is not a hit
+    would be dropped without a word, and cells of another event would leave every hit at zero.
+    """
+    same_event = f"the cells file must come from the same event as {hits_path.name}"
+    cell_ids = np.asarray(cells["hit_id"])
+    if cell_ids.size == 0:
+        raise InputError(
+            path, "the cells file holds no cells, so no hit has any; write the event's cells or delete it"
+        )
+    stray = np.setdiff1d(cell_ids, np.asarray(hits["hit_id"]))
+    if stray.size == 0:
+        return
+    n_stray = int(np.isin(cell_ids, stray).sum())
+    if n_stray == cell_ids.size:
+        raise InputError(
+            path,
+            f"none of its {cell_ids.size} cells belongs to a hit of {hits_path.name} (e.g. hit_id "
+            f"{int(stray[0])}), so no hit has any cell; {same_event}",
+        )
+    raise InputError(
+        path,
+        f"{n_stray} of its {cell_ids.size} cells name {stray.size} hit_id(s) that {hits_path.name} does "
+        f"not hold (e.g. hit_id {int(stray[0])}); {same_event}",
+    )
 
 
 def list_events(folder: str | os.PathLike) -> list[str]:

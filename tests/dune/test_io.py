@@ -1,5 +1,6 @@
 """Reading DUNE NPZ files: round trip, memory maps, streaming, grain, balanced sampling, bad inputs."""
 
+import functools
 import pickle
 import zipfile
 
@@ -144,3 +145,18 @@ def test_truncated_compressed_member(tmp_path, columns):
     data[start : start + 400] = b"\0" * 400  # damage the deflate stream
     p.write_bytes(bytes(data))
     _raises(p, "images_x", keys=["images_x"])
+
+
+def test_nan_counts_cover_the_whole_file(tmp_path, columns):
+    images = columns["images_x"].copy()
+    images[:20, 3, 4] = np.nan  # rows 0-19: more than one chunk or batch
+    p, q = tmp_path / "nan20.npz", tmp_path / "nan20_deflated.npz"
+    np.savez(p, images_x=images, energy=columns["energy"])
+    np.savez_compressed(q, images_x=images, energy=columns["energy"])
+    whole = "'images_x' holds NaN or infinite values in 20 of 60 row(s), first row 0"
+    small_chunks = functools.partial(io.iter_chunks, chunk_rows=8)
+    for path in (p, q):
+        _raises(path, whole, keys=["images_x", "energy"], reader=small_chunks)
+    with pytest.raises(InputError) as info:
+        io.NpzSource(p, ["images_x", "energy"]).read_rows(np.array([30, 6, 2, 40, 17]))  # a shuffled batch
+    assert str(p) in str(info.value) and whole in str(info.value), str(info.value)

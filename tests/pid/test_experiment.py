@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,8 @@ def test_killed_run_resumes_to_the_same_result(dirs):
     args = _args(dirs, "--model", "fse", "--range", "1-3", "--epochs", "4", "--set", "train.patience=10")
     killed = _cli(args, env={"JAXHEP_FAULT_KILL_AFTER_EPOCH": "2"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    run_dir = Path([r for r in load_registry(dirs["workdir"], "pid") if r["status"] == "running"][-1]["path"])
+    # killed without a word: the registry lists it as stale (its process is gone), not as running
+    run_dir = Path([r for r in load_registry(dirs["workdir"], "pid") if r["status"] == "stale"][-1]["path"])
     assert len(json.loads((run_dir / "config.json").read_text())) and not (run_dir / "report.md").exists()
     resumed = _cli(["--resume", str(run_dir), "--workdir", dirs["workdir"], "--data-dir", dirs["data"]])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -107,6 +109,42 @@ def test_killed_run_resumes_to_the_same_result(dirs):
     a = json.loads((run_dir / "metrics.json").read_text())["1-3"]["fse"]["metrics"]
     b = json.loads((straight_dir / "metrics.json").read_text())["1-3"]["fse"]["metrics"]
     assert a["accuracy"] == b["accuracy"] and a["macro_auc"] == b["macro_auc"]
+
+
+def test_sigterm_stops_at_a_safe_point_and_the_printed_command_resumes(dirs):
+    """What SLURM / Kubernetes send before a kill: the run saves, says how to continue, is marked
+    "interrupted", and that command finishes it with every epoch once in metrics.jsonl."""
+    workdir = str(Path(dirs["workdir"]).parent / "sigterm")
+    args = [*_args(dirs, "--model", "simple", "--range", "full", "--epochs", "3"), "--workdir", workdir]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.pid", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    try:
+        for _ in range(1200):  # until the first epoch's record is written
+            logs = list(Path(workdir).glob("pid/*/metrics.jsonl"))
+            if logs and logs[0].read_text().strip() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted (SIGTERM): stopped at a safe point, saved a checkpoint"), last
+    command = last.split("continue with: ")[1].split()
+    assert command[:3] == ["python", "-m", "experiments.pid"] and command[3] == "--resume"
+    entry = [r for r in load_registry(workdir, "pid")][-1]
+    assert entry["status"] == "interrupted" and entry["signal"] == "SIGTERM"
+    resumed = _cli([*command[3:], "--workdir", workdir, "--data-dir", dirs["data"], "--no-progress"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert load_registry(workdir, "pid")[-1]["status"] == "done"
+    assert [r["epoch"] for r in Run.open(command[4]).read_log()] == [1, 2, 3]
 
 
 def _expect_user_error(capsys, argv, *fragments):
@@ -138,3 +176,23 @@ def test_bad_tables_are_one_clear_message(dirs, tmp_path, capsys):
     (tmp_path / "empty.csv").write_text("")
     _expect_user_error(capsys, _args(dirs, "--data", str(tmp_path / "empty.csv")), "empty.csv")
     _expect_user_error(capsys, _args(dirs, "--range", "3-1"), "3-1")
+
+
+def test_infinite_values_are_one_clear_message_before_training(dirs, tmp_path, capsys, monkeypatch):
+    columns = simulate_tracks(2000, seed=1)
+    columns["pt"][5] = np.inf
+    columns["tpc_signal"][[3, 9]] = -np.inf
+    write_table(columns, tmp_path / "inf.csv")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started on a table with infinities")
+
+    monkeypatch.setattr(pid_experiment, "train_or_reuse", no_training)
+    _expect_user_error(
+        capsys,
+        _args(dirs, "--data", str(tmp_path / "inf.csv")),
+        "inf.csv",
+        "pt (1 row(s), first row 5)",
+        "tpc_signal (2 row(s), first row 3)",
+        "NaN",
+    )

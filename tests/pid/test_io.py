@@ -114,3 +114,20 @@ def test_unsupported_suffix(tmp_path, columns):
     path = tmp_path / "t.feather"
     pq.write_table(pa.table({"pt": columns["pt"]}), path)
     _raises(path, "unsupported file type")
+
+
+def test_infinities_are_rejected_naming_each_column(tmp_path, columns):
+    pt, dedx = columns["pt"].copy(), columns["tpc_signal"].copy()
+    pt[[12, 40, 41]] = np.inf
+    dedx[7] = -np.inf
+    dedx[8] = np.nan  # NaN is a missing measurement, not an error
+    cols = dict(columns, pt=pt, tpc_signal=dedx)
+    for suffix in (".parquet", ".csv", ".csv.gz"):
+        message = _raises(
+            write_table(cols, tmp_path / f"t{suffix}"),
+            "infinite values",
+            "pt (3 row(s), first row 12)",
+            "tpc_signal (1 row(s), first row 7)",
+            "missing measurement as NaN",
+        )
+        assert "tof_beta" not in message

@@ -95,3 +95,42 @@ def test_broken_gzip_and_duplicate_files(tmp_path, event):
     write_event(event, tmp_path, 2)
     with pytest.raises(InputError, match="both"):
         read_event(tmp_path, 2)
+
+
+def _rewrite_cells(tmp_path, event, event_id, hit_id):
+    """Write the event, then its cells file again with the hit_ids `hit_id(old ids)`."""
+    write_event(event, tmp_path, event_id)
+    cells = dict(event["cells"], hit_id=hit_id(event["cells"]["hit_id"]).astype(np.int32))
+    write_event({"cells": cells}, tmp_path, event_id)
+    return tmp_path / f"event{event_id:09d}-cells.csv"
+
+
+def test_cells_must_belong_to_the_hits(tmp_path, event):
+    n_hits = len(event["hits"]["hit_id"])
+
+    def every_tenth_stray(ids):
+        return np.where(np.arange(len(ids)) % 10 == 0, ids + n_hits, ids)
+
+    path = _rewrite_cells(tmp_path, event, 6, every_tenth_stray)
+    n_bad = len(range(0, len(event["cells"]["hit_id"]), 10))
+    with pytest.raises(InputError) as info:
+        read_event(tmp_path, 6)
+    message = str(info.value)
+    assert info.value.path == str(path)
+    assert f"{n_bad} of its {len(event['cells']['hit_id'])} cells" in message, message
+    assert "event000000006-hits.csv does not hold (e.g. hit_id " in message, message
+    example = int(message.split("e.g. hit_id ")[1].split(")")[0])
+    assert example > n_hits and example not in event["hits"]["hit_id"]
+
+    path = _rewrite_cells(tmp_path, event, 7, lambda ids: ids + 10 * n_hits)  # another event's cells
+    with pytest.raises(InputError, match=r"-cells\.csv: none of its \d+ cells belongs to a hit") as info:
+        read_event(tmp_path, 7, parts=("hits", "cells"))
+    assert info.value.path == str(path) and "so no hit has any cell" in str(info.value)
+
+
+def test_a_cells_file_without_cells(tmp_path, event):
+    write_event(event, tmp_path, 8)
+    path = tmp_path / "event000000008-cells.csv"
+    path.write_text("hit_id,ch0,ch1,value\n")
+    with pytest.raises(InputError, match=r"-cells\.csv: the cells file holds no cells, so no hit has any"):
+        read_event(tmp_path, 8)
