@@ -7,9 +7,10 @@
 
 Networks: `three_plane` and `single_plane` (direction, images [B, 128, 16] per plane), `channel`
 (volume_x [B, 128, 64]) and `maintrack` (mt_images [B, 128, 16]), at their experiment defaults
-(`jaxhep.dune.training.NetConfig`). Training runs the real jaxhep train step (`Trainer`, AdamW,
-`steps_per_call` steps per compiled call, the task's loss, online bootstrap weights when
-members > 1) on device-resident random inputs; inference is one jitted eval-mode forward pass.
+(`jaxhep.dune.config.NetConfig`). Training runs the real jaxhep train step (`Trainer`, AdamW with the
+training's per-member gradient clipping, `steps_per_call` steps per compiled call, the task's loss,
+online bootstrap weights when members > 1) on device-resident random inputs; inference is one
+jitted eval-mode forward pass.
 Both are timed after a warm-up that compiles. Samples/s count events (an ensemble of M members
 sees each event M times: `member_samples_per_s` = M x samples/s).
 
@@ -71,7 +72,8 @@ def measure(a) -> dict:
 
     from benchmarks.common import environment, peak_memory, timed, train_calls
     from jaxhep.dune import ensemble as ens
-    from jaxhep.dune.training import NetConfig, build, member_loss, predict
+    from jaxhep.dune.config import NetConfig
+    from jaxhep.dune.training import build, member_loss, optimizer, predict
     from jaxhep.mesh import make_mesh, shard_batch
     from jaxhep.train import TrainConfig, Trainer
 
@@ -87,7 +89,7 @@ def measure(a) -> dict:
         batch_size=b, steps_per_call=k, optimizer="adamw", learning_rate=1e-3, grad_clip_norm=1.0
     )
     mesh = make_mesh()
-    trainer = Trainer(model, loss_fn, predict(task), cfg, mesh, total_steps=10_000)
+    trainer = Trainer(model, loss_fn, predict(task), cfg, mesh, 10_000, tx=optimizer(cfg, 10_000))
     chunk = random_batch(task, k, b)
     chunk = shard_batch(chunk, mesh, b, batch_axis=1)
     train = train_calls(trainer, chunk, k)

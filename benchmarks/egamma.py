@@ -65,10 +65,8 @@ def workload(a):
     from jaxhep.train import TrainConfig, Trainer
 
     mesh = make_mesh()
-    cfg = ResNetConfig(
-        name=a.config, dtype=a.dtype, conv_vjp=not a.xla_conv_grad, dense_groups=not a.native_groups
-    )
-    model = build_model(cfg)
+    cfg = ResNetConfig(name=a.config, conv_vjp=not a.xla_conv_grad, dense_groups=not a.native_groups)
+    model = build_model(cfg, precision=a.dtype)
     n_params = count_params(model)
 
     def loss_fn(m, batch, key):
@@ -152,10 +150,10 @@ def pipeline(a) -> None:
     as the experiment reads them (`pipeline.training_batches`, `--workers` processes)."""
     from benchmarks.common import emit, environment
     from jaxhep.egamma import dataset
-    from jaxhep.egamma.augment import AugmentConfig
+    from jaxhep.egamma.config import AugmentConfig, DataConfig
     from jaxhep.pipeline import EpochPlan, training_batches
 
-    data = dataset.load(dataset.DataConfig(), a.data_dir)
+    data = dataset.load(DataConfig(), a.data_dir)
     augment = AugmentConfig.seed_like() if a.augment == "seed" else AugmentConfig()
     n = len(data.rows["train"])
     plan = EpochPlan.fit_to(n, a.batch, a.steps_per_call)

@@ -42,8 +42,8 @@ def bench_model(a) -> dict:
         "label": rng.integers(0, 4, n_rows).astype(np.int32),
     }
     table["group_mask"][:, 2:] = 1.0
-    cfg = ModelConfig(name=a.model, dtype=a.dtype)
-    model = build_model(cfg)
+    cfg = ModelConfig(name=a.model)
+    model = build_model(cfg, precision=a.dtype)
     n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
     def loss_fn(m, batch, key):

@@ -3,12 +3,13 @@
     python benchmarks/tracking.py                                   # 20 k nodes / 200 k edges, fp32
     python benchmarks/tracking.py --nodes 100000 --edges 1000000 --dtype bfloat16
 
-The graph is `../shared/bench/peers.py tc`'s: N random nodes with 3 features, E random edges
-with 4 features, 10 % positive labels, and the same model size (3 TransformerConv layers, width
-128, 2 heads). Messages flow along the edges only (`--bidirectional` off), so the work equals
-the peer's. Training runs the real jaxhep train step (weighted BCE with pos_weight 9, Adam,
-`steps_per_call` steps per compiled call; no gradient clipping, as the peer); inference is one
-jitted forward pass. Both are timed on device-resident data, after a warm-up that compiles.
+The graph is the PyTorch Geometric peer benchmark's (`peers.py tc`, BUILD_NOTES.md): N random nodes
+with 3 features, E random edges with 4 features, 10 % positive labels, and the same model size (3
+TransformerConv layers, width 128, 2 heads). Messages flow along the edges only (`--bidirectional`
+off), so the work equals the peer's. Training runs the real jaxhep train step (weighted BCE with
+pos_weight 9, Adam, `steps_per_call` steps per compiled call; no gradient clipping, as the peer);
+inference is one jitted forward pass. Both are timed on device-resident data, after a warm-up that
+compiles.
 """
 
 from __future__ import annotations
@@ -54,11 +55,10 @@ def bench(a) -> dict:
         heads=a.heads,
         layers=a.layers,
         bidirectional=a.bidirectional,
-        dtype=a.dtype,
         node_in=3,
         edge_in=4,
     )
-    model = EdgeClassifier(cfg, rngs=nnx.Rngs(0))
+    model = EdgeClassifier(cfg, dtype=a.dtype, rngs=nnx.Rngs(0))
     n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     pos_weight = 9.0  # the peer's: negatives / positives of its 10 % labels
 

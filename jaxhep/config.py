@@ -12,6 +12,7 @@ import dataclasses
 import json
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar
 
 from jaxhep.errors import ConfigError
@@ -160,3 +161,74 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
             raise ConfigError(f"{name}: {value!r} is not one of {args}")
         return value
     return value
+
+
+def set_value(cfg: T, path: str, value: Any) -> T:
+    """`cfg` with the field at "a.b" set to `value` (a Python value, coerced to the field's type)."""
+    keys = path.split(".")
+    if not dataclasses.is_dataclass(cfg):
+        raise ConfigError(f"cannot set {path!r}: {type(cfg).__name__} has no fields")
+    names = [f.name for f in dataclasses.fields(cfg)]
+    if keys[0] not in names:
+        raise ConfigError(f"unknown config key {path!r} (choices at this level: {', '.join(names)})")
+    if len(keys) > 1:
+        inner = set_value(getattr(cfg, keys[0]), ".".join(keys[1:]), value)
+        return dataclasses.replace(cfg, **{keys[0]: inner})
+    hint = typing.get_type_hints(type(cfg))[keys[0]]
+    return dataclasses.replace(cfg, **{keys[0]: _coerce(hint, value, path)})
+
+
+def flat_items(cfg: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """[("train.learning_rate", 0.001), ...]: every leaf field of a nested config, in order."""
+    out = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out += flat_items(value, f"{prefix}{f.name}.")
+        else:
+            out.append((f"{prefix}{f.name}", value))
+    return out
+
+
+def read_config_file(path: str | Path, cls: type[T], key: str, base: T) -> T:
+    """`base` with the settings of a JSON or YAML file: a run's own config.json (its `key`
+    section is taken) or a file written by a person, which may name only the fields it changes.
+
+    A file that cannot be read, is not a mapping, belongs to another task's run or names a field
+    the config does not have is an InputError naming the file."""
+    from jaxhep.errors import InputError
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot read the config file ({err.__class__.__name__}: {err})") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as err:  # json / yaml syntax errors: one line with where it is
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(path, f"not a readable config file ({first})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "not a config (a mapping of sections is expected)")
+    if key in data:
+        data = data[key]
+    elif "provenance" in data:  # a run's config.json, of another task
+        other = next((k for k in data if k not in ("argv", "provenance", "select")), "another task")
+        raise InputError(path, f"the config of a {other} run, not of a {key} one")
+    try:
+        return from_dict(cls, _merged(to_dict(base), data))
+    except (ConfigError, TypeError) as err:
+        raise InputError(path, str(err)) from None
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    """`base` with `changes` applied key by key (nested mappings merged, other values replaced)."""
+    out = dict(base)
+    for k, v in changes.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

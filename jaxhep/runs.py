@@ -59,7 +59,7 @@ class Run:
         run = cls(workdir, task, run_id)
         if is_primary():
             run.path.mkdir(parents=True, exist_ok=False)
-            run.write_json("config.json", config)
+            run.write_json("config.json", {**config, "provenance": provenance()})
         run.set_status("running", config=config, **_owner())
         return run
 
@@ -91,10 +91,17 @@ class Run:
         return config
 
     def resume_command(self) -> str:
-        """The command that continues this run (its experiment's; DUNE's names its task)."""
-        task = self.config.get("dune", {}).get("task", "") if self.task == "dune" else ""
+        """The command that continues this run: its experiment's, with the positional that selected
+        its config (`select` in config.json: DUNE's `direction`, ...)."""
+        select = self.config.get("select")
         return " ".join(
-            ["python -m", f"experiments.{self.task}", *([task] if task else []), "--resume", str(self.path)]
+            [
+                "python -m",
+                f"experiments.{self.task}",
+                *([select] if select else []),
+                "--resume",
+                str(self.path),
+            ]
         )
 
     @contextlib.contextmanager
@@ -185,6 +192,61 @@ class Run:
                 if f.read(1) != b"\n":
                     line = b"\n" + line
             f.write(line)
+
+
+# The packages whose versions decide a run's numbers, recorded in every config.json.
+_PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "grain",
+    "numpy",
+    "jraph",
+    "h5py",
+    "pyarrow",
+)
+
+
+def provenance() -> dict:
+    """How a run was made: the command line, Python and package versions, the git revision of
+    the jaxhep checkout (None outside one; `dirty` when it has uncommitted changes)."""
+    import platform
+    import shlex
+    import subprocess
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    root = Path(__file__).resolve().parents[1]
+    git = None
+    if (root / ".git").exists():
+        try:
+            rev = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+            )
+            dirty = subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            if rev.returncode == 0:
+                git = {"revision": rev.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+        except (OSError, subprocess.SubprocessError):  # no git on this machine: the run goes on
+            git = None
+    return {
+        "command": shlex.join(sys.orig_argv),  # as typed: python -m experiments.pid --quick
+        "python": platform.python_version(),
+        "versions": {name: installed(name) for name in _PACKAGES},
+        "git": git,
+    }
 
 
 def _redone(line: str, epoch: int, prefix: dict) -> bool:

@@ -17,8 +17,6 @@ ETA, and one metrics record per epoch in the run directory.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,9 +37,12 @@ from jaxhep.mesh import gather_to_host, process_slice, put_replicated, shard_bat
 from jaxhep.pipeline import EpochPlan, Prefetcher, eval_batches, training_batches
 from jaxhep.runs import Run, is_primary
 
-# Test hook: SIGKILL the process right after the checkpoint of this epoch is written, to
-# prove that --resume continues the same run (tests/test_resume.py).
-_FAULT_KILL_ENV = "JAXHEP_FAULT_KILL_AFTER_EPOCH"
+# A callback of `fit`: called after each epoch, once that epoch's record is logged and its
+# checkpoint handed to orbax, as callback(record, trainer, checkpoints). Metric writers, extra
+# checks and the tests' fault injection (tests/faults.py) are callbacks.
+Callback = Callable[[dict, "Trainer", Checkpoints], None]
+# What builds the optimiser of a training: (config, total optimiser steps) -> optax transformation.
+OptimizerFactory = Callable[["TrainConfig", int], optax.GradientTransformation]
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,19 @@ class TrainConfig:
     keep_checkpoints: int = 3
     eval_batch_size: int = 16384
     seed: int = 0
+    # Compute dtype of the model: float32 | bfloat16 | auto (float32 on the CPU, bfloat16 on GPU /
+    # TPU; resolved by the driver before config.json is written, so a run records what it used).
+    precision: str = "auto"
     progress: bool = True
 
 
-def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
-    """optax chain: clip by global norm -> optimiser with LR schedule, wrapped for accumulation."""
+def make_optimizer(
+    cfg: TrainConfig, total_steps: int, clip: optax.GradientTransformation | None = None
+) -> optax.GradientTransformation:
+    """optax chain: clip -> optimiser with LR schedule, wrapped for accumulation.
+
+    `clip` is the clipping transformation; None: by the global norm `cfg.grad_clip_norm` (none if
+    that is None). A task with another rule passes its own (DUNE: per ensemble member)."""
     updates = max(1, total_steps // cfg.grad_accum_steps)
     lr = cfg.learning_rate
     if cfg.schedule == "constant":
@@ -98,8 +107,9 @@ def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
         opt = optax.sgd(schedule, momentum=0.9, nesterov=True)
     else:
         raise ConfigError(f"unknown optimizer {cfg.optimizer!r} (adam, adamw, sgd)")
-    chain = [opt] if not cfg.grad_clip_norm else [optax.clip_by_global_norm(cfg.grad_clip_norm), opt]
-    tx = optax.chain(*chain)
+    if clip is None and cfg.grad_clip_norm:
+        clip = optax.clip_by_global_norm(cfg.grad_clip_norm)
+    tx = optax.chain(opt) if clip is None else optax.chain(clip, opt)
     if cfg.grad_accum_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=cfg.grad_accum_steps)
     return tx
@@ -116,10 +126,13 @@ class Trainer:
         cfg: TrainConfig,
         mesh,
         total_steps: int,
+        tx: optax.GradientTransformation | None = None,
     ):
+        """`tx`: the optax transformation to train with; None: `make_optimizer(cfg, total_steps)`."""
         self.cfg, self.mesh = cfg, mesh
         self.loss_fn, self.predict_fn = loss_fn, predict_fn
-        optimizer = nnx.Optimizer(model, make_optimizer(cfg, total_steps), wrt=nnx.Param)
+        tx = make_optimizer(cfg, total_steps) if tx is None else tx
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
         model.train()
         self.graphdef, state = nnx.split((model, optimizer))
         self.state = put_replicated(state, mesh)
@@ -238,35 +251,41 @@ def fit_model(
     n_train: int,
     validate: Callable[[Trainer], dict],
     ckpt_dir: str | Path,
+    optimizer: OptimizerFactory = make_optimizer,
     **fit_kwargs,
 ) -> tuple[nnx.Module, FitResult]:
     """A Trainer sized for `cfg.epochs` epochs of `n_train` rows, then `fit` (which resumes ckpt_dir).
 
-    Returns (the best model in eval mode, the FitResult). `fit_kwargs` go to `fit` (run, desc,
-    log_prefix, workers). The schedule's length counts the steps `fit` will take per epoch.
+    Returns (the best model in eval mode, the FitResult). `optimizer(cfg, total_steps)` builds the
+    optax transformation; `fit_kwargs` go to `fit` (run, desc, log_prefix, workers, callbacks).
+    The schedule's length counts the steps `fit` will take per epoch.
     """
     steps = EpochPlan.fit_to(n_train, cfg.batch_size, cfg.steps_per_call).steps_per_epoch
-    trainer = Trainer(model, loss_fn, predict_fn, cfg, mesh, steps * cfg.epochs)
+    total = steps * cfg.epochs
+    trainer = Trainer(model, loss_fn, predict_fn, cfg, mesh, total, tx=optimizer(cfg, total))
     result = fit(trainer, read_rows, n_train, validate, ckpt_dir, **fit_kwargs)
     return trainer.model(), result
 
 
-def load_best(model: nnx.Module, cfg: TrainConfig, ckpt_dir: str | Path) -> nnx.Module:
+def load_best(
+    model: nnx.Module, cfg: TrainConfig, ckpt_dir: str | Path, optimizer: OptimizerFactory = make_optimizer
+) -> nnx.Module:
     """`model` (built with the finished training's model config) given the variables of the best
     checkpoint in `ckpt_dir`, in eval mode: e.g. a finished run's classifier reused by another run.
 
     The checkpoint holds (model, optimiser) state; `cfg` is that training's TrainConfig, whose
-    optimiser gives the state's structure (its schedule length does not change it).
+    optimiser (`optimizer`, as in that training) gives the state's structure (its schedule length
+    does not change it).
     """
     ckpts = Checkpoints(ckpt_dir)
     try:
         if ckpts.best.latest_step() is None:
             raise InputError(ckpt_dir, "no best checkpoint here (did that training finish an epoch?)")
-        optimizer = nnx.Optimizer(model, make_optimizer(cfg, 1), wrt=nnx.Param)
-        state, _, _ = ckpts.restore_best(abstract_like(nnx.state((model, optimizer))))
+        opt = nnx.Optimizer(model, optimizer(cfg, 1), wrt=nnx.Param)
+        state, _, _ = ckpts.restore_best(abstract_like(nnx.state((model, opt))))
     finally:
         ckpts.close()
-    nnx.update((model, optimizer), state)
+    nnx.update((model, opt), state)
     model.eval()
     return model
 
@@ -281,12 +300,14 @@ def fit(
     desc: str = "train",
     log_prefix: dict | None = None,
     workers: int = 0,
+    callbacks: tuple[Callback, ...] = (),
 ) -> FitResult:
     """Train until `cfg.epochs` or early stopping, resuming from `ckpt_dir` if it holds a checkpoint.
 
     `read_rows(indices) -> dict of arrays [len(indices), ...]` reads training rows;
     `validate(trainer) -> dict` returns validation metrics (must include `cfg.monitor`).
-    After return, `trainer.state` holds the best checkpoint's state.
+    After return, `trainer.state` holds the best checkpoint's state. Each of `callbacks` is
+    called after every epoch as callback(record, trainer, checkpoints).
 
     Resuming takes the newest checkpoint that restores (a damaged one is set aside, with a line
     on stderr), drops the metrics records of the epochs it redoes, and saves the best checkpoint
@@ -319,7 +340,6 @@ def fit(
     if data_state:
         stream.set_state(data_state)
     prefetch = Prefetcher(stream, lambda c: shard_batch(c, mesh, cfg.batch_size, batch_axis=1))
-    kill_after = os.environ.get(_FAULT_KILL_ENV)
     try:
         with interrupt.safe_points():
             for epoch in range(loop["epoch"], cfg.epochs):
@@ -353,9 +373,8 @@ def fit(
                 ckpts.save(loop["step"], trainer.state, loop, data_state, is_best=improved)
                 if run is not None:
                     run.log(record)
-                if kill_after is not None and int(kill_after) == epoch + 1:
-                    ckpts.wait()
-                    os.kill(os.getpid(), signal.SIGKILL)
+                for callback in callbacks:
+                    callback(record, trainer, ckpts)
                 stop = interrupt.requested()
                 if stop and loop["epoch"] < cfg.epochs:
                     ckpts.wait()

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import shlex
+import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -20,8 +24,13 @@ def test_create_makes_the_run_folder_with_its_config(tmp_path):
     run = Run.create(tmp_path, "pid", CONFIG, name="smoke")
     assert run.path == tmp_path / "pid" / run.run_id
     assert run.path.is_dir() and run.run_id.endswith("-smoke")
-    assert json.loads((run.path / "config.json").read_text()) == CONFIG
-    assert run.config == CONFIG
+    written = json.loads((run.path / "config.json").read_text())
+    assert run.config == written and {k: v for k, v in written.items() if k != "provenance"} == CONFIG
+    # how the run was made: the command as typed, the versions, the git revision of this checkout
+    made = written["provenance"]
+    assert made["command"] == shlex.join(sys.orig_argv)
+    assert made["versions"]["jax"] == jax.__version__ and made["python"] == platform.python_version()
+    assert made["git"] is None or len(made["git"]["revision"]) == 40
     # a second run with the same config gets its own folder
     other = Run.create(tmp_path, "pid", CONFIG)
     assert other.path != run.path and other.path.is_dir()
@@ -149,7 +158,7 @@ def test_open_reads_an_existing_run_and_rejects_other_folders(tmp_path):
     run = Run.create(tmp_path, "pid", CONFIG)
     opened = Run.open(run.path)
     assert (opened.workdir, opened.task, opened.run_id) == (tmp_path, "pid", run.run_id)
-    assert opened.config == CONFIG
+    assert opened.config == run.config and opened.config["models"] == CONFIG["models"]
     empty = tmp_path / "pid" / "not-a-run"
     empty.mkdir()
     with pytest.raises(InputError, match="not a run directory") as info:

@@ -178,3 +178,65 @@ def test_warmup_longer_than_the_run_still_gives_a_schedule():
     for _ in range(3):
         updates, state = tx.update({"w": jnp.ones(2)}, state, params)
         assert np.all(np.isfinite(updates["w"]))
+
+
+def test_the_trainer_takes_an_optax_transformation_and_fit_model_a_factory(tmp_path):
+    import optax
+
+    from jaxhep.train import fit_model, make_optimizer
+
+    x, y = toy_data(512)
+    read, loss_fn, predict_fn, validate = toy_fns(x, y)
+    chunk = {"x": x[:256].reshape(4, 64, 4), "y": y[:256].reshape(4, 64)}
+    mesh = make_mesh(jax.devices()[:1])
+    frozen = Trainer(ToyMLP(), loss_fn, predict_fn, CFG, mesh, total_steps=10, tx=optax.sgd(0.0))
+    frozen.train_chunk(shard_batch(chunk, mesh, 64, batch_axis=1), step=0)
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        jax.tree.map(np.asarray, nnx.state(frozen.model(), nnx.Param)),
+        jax.tree.map(np.asarray, nnx.state(ToyMLP(), nnx.Param)),
+    )
+    # A clip that zeroes every update, passed through make_optimizer's `clip`: nothing moves either.
+    seen = []
+
+    def factory(cfg, total_steps):
+        seen.append(total_steps)
+        return make_optimizer(cfg, total_steps, clip=optax.scale(0.0))
+
+    cfg = dataclasses.replace(CFG, epochs=2)
+    model, result = fit_model(
+        ToyMLP(), loss_fn, predict_fn, cfg, mesh, read, 512, validate, tmp_path / "c", optimizer=factory
+    )
+    assert seen == [2 * 8]  # 512 rows / 64 per step = 8 steps per epoch, 2 epochs
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        jax.tree.map(np.asarray, nnx.state(model, nnx.Param)),
+        jax.tree.map(np.asarray, nnx.state(ToyMLP(), nnx.Param)),
+    )
+    # and load_best rebuilds that optimiser's state structure
+    loaded = load_best(ToyMLP(seed=1), cfg, tmp_path / "c", optimizer=factory)
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        jax.tree.map(np.asarray, nnx.state(loaded, nnx.Param)),
+        jax.tree.map(np.asarray, nnx.state(model, nnx.Param)),
+    )
+
+
+def test_fit_calls_each_callback_after_every_epoch_with_its_record(tmp_path):
+    from jaxhep.checkpoint import Checkpoints
+
+    x, y = toy_data(512)
+    read, loss_fn, predict_fn, validate = toy_fns(x, y)
+    cfg = dataclasses.replace(CFG, epochs=3)
+    trainer = Trainer(ToyMLP(), loss_fn, predict_fn, cfg, make_mesh(), total_steps=3 * 8)
+    calls = []
+
+    def callback(record, got_trainer, checkpoints):
+        checkpoints.wait()
+        calls.append((record["epoch"], record["step"], checkpoints.latest_step(), got_trainer is trainer))
+        assert isinstance(checkpoints, Checkpoints) and "val_accuracy" in record
+
+    result = fit(trainer, read, 512, validate, tmp_path / "ckpt", callbacks=(callback,))
+    # after epoch e's record, that epoch's checkpoint is the newest
+    assert calls == [(e, 8 * e, 8 * e, True) for e in (1, 2, 3)]
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]

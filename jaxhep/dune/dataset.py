@@ -18,26 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxhep.dune.config import TASKS, DataConfig
 from jaxhep.dune.io import CHANNEL_KEYS, DIRECTION_KEYS, MAINTRACK_KEYS, NpzSource, balanced_indices, load_npz
-from jaxhep.dune.simulate import default_path, simulate_dataset
+from jaxhep.dune.sim.simulate import default_path, simulate_dataset
 from jaxhep.errors import InputError
 from jaxhep.pipeline import RowSubset
 
-TASKS = ("direction", "channel", "maintrack")
 SIM_KIND = {"direction": "es", "channel": "mixed", "maintrack": "es"}
 KEYS = {"direction": DIRECTION_KEYS, "channel": CHANNEL_KEYS, "maintrack": (*MAINTRACK_KEYS, "mt_event")}
 LABEL = {"channel": "interaction", "maintrack": "mt_label"}
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    path: str | None = None  # NPZ file; None = the simulated default of the task
-    n_events: int = 50_000  # simulated events (the seed's three_plane_matched_50k)
-    sim_seed: int = 0
-    split_seed: int = 0
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    max_rows: int | None = None  # use only the first N rows (smoke runs)
 
 
 @dataclass

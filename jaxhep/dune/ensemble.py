@@ -9,8 +9,9 @@ shared `jaxhep.train.Trainer` trains it unchanged with
     predict_fn = predict_directions                       # (model, batch) -> dict, rows first
 
 The loss is the sum of the member losses, so the gradient with respect to member m's parameters is
-exactly dL_m / d theta_m: one Adam update trains all members independently (Adam is elementwise;
-see `clip_by_member_norm` for the one coupling, the Trainer's global-norm clipping).
+exactly dL_m / d theta_m: one Adam update trains all members independently (Adam is elementwise,
+and the training clips each member's gradient on its own, `clip_by_member_norm`: a global-norm clip
+would be the one coupling).
 
 Bootstrap (Poisson(1) weights). Each member m sees example i with weight w_mi ~ Poisson(1) in a
 weighted mean of its per-example loss, the standard online version of the bootstrap (Oza & Russell
@@ -287,9 +288,10 @@ def make_loss_fn(
 def clip_by_member_norm(max_norm: float) -> optax.GradientTransformation:
     """Clip each member's gradient to global norm `max_norm` on its own (every leaf [M, ...]).
 
-    The Trainer's `optax.clip_by_global_norm` takes one norm over all members (sqrt(M) times a
-    member's), so it clips more often and one member's large gradient scales down all the others'
-    updates. This transform is the member-wise equivalent, for optimisers built outside the Trainer.
+    `optax.clip_by_global_norm` (the shared `make_optimizer`'s default) takes one norm over all
+    members (sqrt(M) times a member's), so it clips more often and one member's large gradient
+    scales down all the others' updates. This is the member-wise equivalent, the clip of the DUNE
+    training (`dune.training.optimizer`).
     """
 
     def update(updates, state, params=None):

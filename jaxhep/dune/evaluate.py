@@ -1,21 +1,21 @@
 """Test-split figures of the DUNE networks: angular and axis errors (mean, median, 68 % containment,
-vs electron energy) for direction; accuracy and ROC AUC for the classifiers; plots."""
+vs electron energy) for direction; accuracy and ROC AUC for the classifiers; the no-learning baseline."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from jaxhep import metrics, plots
+from jaxhep import metrics
 from jaxhep.dune import moments
 from jaxhep.dune.dataset import LABEL, DuneData
-from jaxhep.dune.training import Trained, predict
-from jaxhep.runs import Run
+from jaxhep.dune.training import TrainedModel, predict
 from jaxhep.train import predict_with
 
 ENERGY_BINS = np.array([5.0, 7.5, 10.0, 12.5, 15.0, 20.0, 30.0, 50.0])  # MeV
 
 
-def test_outputs(trained: Trained, data: DuneData, batch_size: int = 512) -> dict:
+def test_outputs(trained: TrainedModel, data: DuneData, batch_size: int = 512) -> dict:
+    """The ensemble's outputs on the test split (`predict(task)`: direction [n, 3] or prob [n], ...)."""
     n = len(data.rows["test"])
     return predict_with(trained.model, predict(trained.task), data.reader("test"), n, batch_size)
 
@@ -70,29 +70,3 @@ def classifier_metrics(task: str, outputs: dict, data: DuneData) -> dict:
         **metrics.binary_metrics(labels, prob, 0.5),
         "roc": {"fpr": fpr[::step].tolist(), "tpr": tpr[::step].tolist()},
     }
-
-
-def direction_plots(results: dict[str, dict], run: Run) -> None:
-    """Angular and axis error vs energy of every network, and their distributions."""
-    for name, xlabel in (("angle", "angular error [deg]"), ("axis", "axis error [deg]")):
-        _vs_energy(results, name, run, xlabel)
-        plots.histograms(
-            {net: r[f"_{name}"] for net, r in results.items()},
-            run.plot_path(f"{name}_error.png"),
-            xlabel=xlabel,
-            bins=np.linspace(0, 180 if name == "angle" else 90, 46),
-        )
-
-
-def _vs_energy(results: dict, name: str, run: Run, xlabel: str) -> None:
-    """One binned-mean series per network (x = each network's own test energies: the same rows)."""
-    energy = next(iter(results.values()))["_energy"]
-    plots.binned_mean(
-        energy,
-        {net: r[f"_{name}"] for net, r in results.items()},
-        ENERGY_BINS,
-        run.plot_path(f"{name}_vs_energy.png"),
-        xlabel="electron kinetic energy [MeV]",
-        ylabel=f"mean {xlabel}",
-        title=f"{'Angular' if name == 'angle' else 'Axis'} error vs energy (test)",
-    )

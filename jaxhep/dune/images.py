@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-CLUSTER_SHAPE = (128, 16)  # (ticks, channels), DATA.md §4
+CLUSTER_SHAPE = (128, 16)  # (ticks, channels): the seed's matched-cluster images
 VOLUME_SHAPE = (128, 64)  # (time rows, channels)
 VOLUME_TICKS_PER_ROW = 4
 ADC_SATURATION = 4095.0  # 12-bit ADC

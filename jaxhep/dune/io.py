@@ -1,4 +1,4 @@
-"""Reading DUNE NPZ files (the seed's matched-cluster layout, see `jaxhep.dune.simulate`): checked and lazy.
+"""Reading DUNE NPZ files (the seed's matched-cluster layout, `jaxhep.dune.sim.simulate`): checked, lazy.
 
 An NPZ is a zip archive of .npy members. A member stored without compression (np.savez, what the
 simulator writes) is memory-mapped in place: opening a 50 k-event file costs nothing and a batch

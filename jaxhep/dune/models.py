@@ -25,8 +25,9 @@ halves an axis only while it stays >= 2 pixels (16 channels allow 3 halvings, 12
 ends with global average and max pooling, concatenated ([B, 2 F]): the images are mostly zeros, and
 the max keeps a small bright feature that the mean dilutes.
 
-Conventions as in `jaxhep.pid.models`: a frozen dataclass config, `dtype` the compute dtype
-("float32" | "bfloat16"; parameters stay float32, outputs are float32), dropout keys passed at call
+Conventions as in `jaxhep.pid.models`: a frozen dataclass config, the compute dtype an argument of
+the model (`dtype`: "float32" | "bfloat16", the run's `train.precision`; parameters stay float32,
+outputs are float32), dropout keys passed at call
 time (`rngs: nnx.Rngs | None`; needed in train mode when dropout > 0, as `nnx.Dropout` demands),
 BatchNorm and dropout switched with `model.train()` / `model.eval()`.
 
@@ -88,7 +89,6 @@ class DirectionConfig:
     dense: tuple[int, ...] = (512, 512)
     dropout: float = 0.3
     head: str = "axis_vector"  # axis_vector: [B, 6] axis + direction vector | vector: [B, 3] (the seed's)
-    dtype: str = "float32"  # compute dtype: float32 | bfloat16
 
     def branch(self, plane: str) -> BranchSpec:
         i = PLANES.index(plane)
@@ -117,7 +117,6 @@ class ClassifierConfig:
     attention_kernel: int = 7
     dense: tuple[int, ...] = (256,)
     dropout: float = 0.3
-    dtype: str = "float32"
 
     def branch(self) -> BranchSpec:
         return BranchSpec(
@@ -251,8 +250,15 @@ class DirectionCNN(nnx.Module):
     part has |.| = 1 (0 only for an exactly zero raw output). `directions(out)` -> [B, 3].
     """
 
-    def __init__(self, cfg: DirectionConfig = DirectionConfig(), planes: tuple[str, ...] = PLANES, *, rngs):
-        dtype = jnp.dtype(cfg.dtype)
+    def __init__(
+        self,
+        cfg: DirectionConfig = DirectionConfig(),
+        planes: tuple[str, ...] = PLANES,
+        dtype: str = "float32",
+        *,
+        rngs: nnx.Rngs,
+    ):
+        dtype = jnp.dtype(dtype)
         unknown = set(planes) - set(PLANES)
         if unknown or not planes:
             raise ValueError(f"planes must be a non-empty subset of {PLANES}, got {planes}")
@@ -278,15 +284,15 @@ class DirectionCNN(nnx.Module):
 class ThreePlaneCNN(DirectionCNN):
     """U, V and X branches (own depth and filter growth each) -> direction head ([B, 6] or [B, 3])."""
 
-    def __init__(self, cfg: DirectionConfig = DirectionConfig(), *, rngs: nnx.Rngs):
-        super().__init__(cfg, PLANES, rngs=rngs)
+    def __init__(self, cfg: DirectionConfig = DirectionConfig(), dtype: str = "float32", *, rngs: nnx.Rngs):
+        super().__init__(cfg, PLANES, dtype, rngs=rngs)
 
 
 class SinglePlaneCNN(DirectionCNN):
     """The X (collection) branch of `cfg` alone: batch {images_x [B, 128, 16]} -> direction head."""
 
-    def __init__(self, cfg: DirectionConfig = DirectionConfig(), *, rngs: nnx.Rngs):
-        super().__init__(cfg, ("x",), rngs=rngs)
+    def __init__(self, cfg: DirectionConfig = DirectionConfig(), dtype: str = "float32", *, rngs: nnx.Rngs):
+        super().__init__(cfg, ("x",), dtype, rngs=rngs)
 
 
 class ClusterClassifier(nnx.Module):
@@ -296,8 +302,8 @@ class ClusterClassifier(nnx.Module):
     float32; sigmoid(logit) = P(CC) for channel tagging, P(main track) for main-track identification.
     """
 
-    def __init__(self, cfg: ClassifierConfig = CHANNEL_TAGGING, *, rngs: nnx.Rngs):
-        dtype = jnp.dtype(cfg.dtype)
+    def __init__(self, cfg: ClassifierConfig = CHANNEL_TAGGING, dtype: str = "float32", *, rngs: nnx.Rngs):
+        dtype = jnp.dtype(dtype)
         self.input_key = cfg.input_key
         self.branch = ConvBranch(cfg.branch(), 1, dtype, rngs=rngs)
         self.head = MLPHead(self.branch.out_features, cfg.dense, 1, cfg.dropout, dtype, rngs=rngs)
@@ -310,11 +316,15 @@ MODELS = {"three_plane": ThreePlaneCNN, "single_plane": SinglePlaneCNN, "classif
 
 
 def build_model(
-    name: str, cfg: DirectionConfig | ClassifierConfig | None = None, seed: int = 0
+    name: str,
+    cfg: DirectionConfig | ClassifierConfig | None = None,
+    seed: int = 0,
+    precision: str = "float32",
 ) -> nnx.Module:
-    """`name` in MODELS with parameters from `seed` (cfg None: the class default)."""
+    """`name` in MODELS with parameters from `seed` (cfg None: the class default), computing in
+    `precision` (float32 | bfloat16: `train.precision`; parameters stay float32)."""
     if name not in MODELS:
         raise ValueError(f"unknown DUNE model {name!r} ({', '.join(MODELS)})")
     cls = MODELS[name]
     rngs = nnx.Rngs(params=seed)
-    return cls(rngs=rngs) if cfg is None else cls(cfg, rngs=rngs)
+    return cls(dtype=precision, rngs=rngs) if cfg is None else cls(cfg, precision, rngs=rngs)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxhep.dune import geometry
 from jaxhep.dune.images import adc_of
+from jaxhep.dune.sim import geometry
 
 
 def plane_lines(images: np.ndarray, plane: geometry.WirePlane) -> tuple[np.ndarray, np.ndarray]:

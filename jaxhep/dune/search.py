@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxhep.dune import ensemble as ens
-from jaxhep.dune.training import NETWORKS, NetConfig, build, member_loss, monitor, predict, train
+from jaxhep.dune.config import NETWORKS, DuneConfig, NetConfig, monitor
+from jaxhep.dune.training import build, member_loss, predict, train_model
 from jaxhep.memory import device_memory_bytes, estimate_trainer_step
 from jaxhep.search import run_search
 
@@ -49,59 +50,57 @@ def net_for(task: str, base: NetConfig, p: dict) -> NetConfig:
     return dataclasses.replace(base, members=1, **{task: cls})
 
 
-def search(cfg, n_trials: int, data, runtime, dtype: str, train_cfg, workdir: str):
-    """Run (or resume) the study `dune-<task>-<network>`; returns the SearchResult."""
+def search(cfg: DuneConfig, data, n_trials: int, runtime):
+    """Run (or resume) the study `dune-<task>-<network>` of `n_trials` trials in all on `data`,
+    stored under `runtime.workdir`; returns the SearchResult."""
     task, network = cfg.task, (cfg.networks or NETWORKS[cfg.task])[0]
     metric, mode = monitor(task)
-    mesh = runtime.mesh
+    train = cfg.train
 
-    def trial_train_cfg(p):
+    def trial_cfg(p) -> DuneConfig:
+        """`cfg` with the trial's network (one model) and optimiser settings."""
         return dataclasses.replace(
-            train_cfg,
-            epochs=cfg.search_epochs,
-            batch_size=p["batch_size"],
-            learning_rate=p["learning_rate"],
-            patience=cfg.search_epochs,
+            cfg,
+            net=net_for(task, cfg.net, p),
+            train=dataclasses.replace(
+                train,
+                epochs=cfg.search_epochs,
+                batch_size=p["batch_size"],
+                learning_rate=p["learning_rate"],
+                patience=cfg.search_epochs,
+            ),
         )
 
     def memory_check(p):
-        net = net_for(task, cfg.net, p)
+        trial = trial_cfg(p)
         example = ens.WithRowIndex(data.reader("train"))(np.arange(1))
+        # estimate_trainer_step builds the optimiser with the global-norm clip; its state is the
+        # same (empty) as the per-member clip's of the training, and so is the memory.
         estimate = estimate_trainer_step(
-            lambda: build(task, network, net, dtype, train_cfg.seed),
-            ens.make_loss_fn(member_loss(task, net), net.bootstrap),
+            lambda: build(task, network, trial.net, train.precision, train.seed),
+            ens.make_loss_fn(member_loss(task, trial.net), trial.net.bootstrap),
             predict(task),
-            trial_train_cfg(p),
-            mesh,
+            trial.train,
+            runtime.mesh,
             example,
         )
-        return estimate, device_memory_bytes(mesh.devices.flat[0])
+        return estimate, device_memory_bytes(runtime.mesh.devices.flat[0])
 
     def objective(p, run):
-        trained = train(
-            task,
-            network,
-            net_for(task, cfg.net, p),
-            trial_train_cfg(p),
-            data,
-            mesh,
-            run,
-            dtype,
-            directory=run.sub("model"),
-        )
+        trained = train_model(network, trial_cfg(p), data, run, runtime, directory=run.sub("model"))
         best = [h[metric] for h in trained.history]
         return {metric: float(min(best) if mode == "min" else max(best)), "epochs": len(best)}
 
     result = run_search(
         f"dune-{task}-{network}",
-        Path(workdir) / "dune" / "search",
+        Path(runtime.workdir) / "dune" / "search",
         n_trials,
         objective,
-        space(task, cfg.net, train_cfg.batch_size, len(data.rows["train"])),
+        space(task, cfg.net, train.batch_size, len(data.rows["train"])),
         direction="minimize" if mode == "min" else "maximize",
         memory_check=memory_check,
-        seed=train_cfg.seed,
-        registry_workdir=workdir,
+        seed=train.seed,
+        registry_workdir=runtime.workdir,
         task="dune",
         metric=metric,
         config={"task": task, "network": network, "search_epochs": cfg.search_epochs},

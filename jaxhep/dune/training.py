@@ -7,52 +7,28 @@ shared loop, and the validation figure that early stopping watches:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import optax
 
 from jaxhep import checkpoint, metrics
 from jaxhep.config import from_dict, to_dict
 from jaxhep.dune import ensemble as ens
+from jaxhep.dune.config import DuneConfig, NetConfig
 from jaxhep.dune.dataset import LABEL, DuneData
-from jaxhep.dune.models import (
-    CHANNEL_TAGGING,
-    MAIN_TRACK,
-    ClassifierConfig,
-    ClusterClassifier,
-    DirectionConfig,
-    SinglePlaneCNN,
-    ThreePlaneCNN,
-)
+from jaxhep.dune.models import ClusterClassifier, SinglePlaneCNN, ThreePlaneCNN
 from jaxhep.dune.symmetry import SymmetryAugmented
 from jaxhep.runs import Run
-from jaxhep.train import FitResult, TrainConfig, Trainer, fit_model
-
-NETWORKS = {
-    "direction": ("three_plane", "single_plane"),
-    "channel": ("classifier",),
-    "maintrack": ("classifier",),
-}
-
-
-@dataclass(frozen=True)
-class NetConfig:
-    """Network, ensemble and loss of one training."""
-
-    direction: DirectionConfig = field(default_factory=DirectionConfig)
-    channel: ClassifierConfig = CHANNEL_TAGGING
-    maintrack: ClassifierConfig = MAIN_TRACK
-    members: int = 5  # bootstrap ensemble size (1 = one model)
-    bootstrap: str = "fixed"  # fixed | online | none (see dune.ensemble)
-    loss: str = "hybrid_angular"  # direction: cosine | angular | focal_angular | hybrid_angular
-    symmetries: bool = False  # direction: train on mirrored events too (dune.symmetry)
+from jaxhep.train import FitResult, TrainConfig, Trainer, fit_model, make_optimizer
 
 
 @dataclass
-class Trained:
+class TrainedModel:
+    """A trained network of one task (an ensemble of `model.n_members`) and where it is saved."""
+
     task: str
     network: str
     model: ens.BootstrapEnsemble  # eval mode
@@ -61,31 +37,32 @@ class Trained:
     fit: FitResult | None = None
 
 
-def build(task: str, network: str, net: NetConfig, dtype: str, seed: int) -> ens.BootstrapEnsemble:
-    """The ensemble of `net.members` copies of the task's network."""
+def build(task: str, network: str, net: NetConfig, precision: str, seed: int) -> ens.BootstrapEnsemble:
+    """The ensemble of `net.members` copies of the task's network, computing in `precision`
+    (float32 | bfloat16: `train.precision`)."""
     if task == "direction":
-        cfg = _with_dtype(net.direction, dtype)
+        cfg = net.direction
         cls = ThreePlaneCNN if network == "three_plane" else SinglePlaneCNN
     else:
-        cfg = _with_dtype(net.channel if task == "channel" else net.maintrack, dtype)
+        cfg = net.channel if task == "channel" else net.maintrack
         cls = ClusterClassifier
-    return ens.BootstrapEnsemble(_member_factory(cls, cfg), net.members, seed)
+    return ens.BootstrapEnsemble(_member_factory(cls, cfg, precision), net.members, seed)
 
 
 @functools.lru_cache(maxsize=32)
-def _member_factory(cls, cfg):
-    """One function object per (network, config): the ensemble caches its compiled init per
-    factory, so a second build of the same design (resume, load, search) does not recompile."""
-    return lambda rngs: cls(cfg, rngs=rngs)
+def _member_factory(cls, cfg, precision: str):
+    """One function object per (network, config, precision): the ensemble caches its compiled init
+    per factory, so a second build of the same design (resume, load, search) does not recompile."""
+    return lambda rngs: cls(cfg, precision, rngs=rngs)
 
 
-def _with_dtype(cfg, dtype: str):
-    return dataclasses.replace(cfg, dtype=dtype)
-
-
-def monitor(task: str) -> tuple[str, str]:
-    """(validation metric, mode) that early stopping watches."""
-    return ("val_angle_deg", "min") if task == "direction" else ("val_auc", "max")
+def optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """The shared optimiser (`jaxhep.train.make_optimizer`) with gradients clipped per ensemble
+    member to `cfg.grad_clip_norm` (`ens.clip_by_member_norm`; none when it is None): one global
+    norm over all members would let one member's large gradient shrink every other member's update.
+    The `optimizer` factory of `fit_model` / `load_best` for DUNE ensembles."""
+    clip = ens.clip_by_member_norm(cfg.grad_clip_norm) if cfg.grad_clip_norm else None
+    return make_optimizer(cfg, total_steps, clip=clip)
 
 
 def member_loss(task: str, net: NetConfig) -> ens.MemberLoss:
@@ -114,28 +91,23 @@ def validation_metrics(task: str, outputs: dict, data: DuneData, part: str = "va
     }
 
 
-def train(
-    task: str,
-    network: str,
-    net: NetConfig,
-    train_cfg: TrainConfig,
-    data: DuneData,
-    mesh,
-    run: Run,
-    dtype: str = "float32",
-    directory: Path | None = None,
-) -> Trained:
-    """Train (or resume, or load when finished in this run) one network of a task."""
-    directory = directory or run.sub("models", f"{task}_{network}")
+def train_model(
+    name: str, cfg: DuneConfig, data: DuneData, run: Run, runtime, directory: Path | None = None
+) -> TrainedModel:
+    """Train (or resume, or load when finished in this run) network `name` of `cfg.task` with
+    `cfg.net` and `cfg.train` on `data`, on `runtime.mesh`; saved in `directory` (default
+    `models/<task>_<name>` of the run; a search trial gives its own)."""
+    task, net, train = cfg.task, cfg.net, cfg.train
+    directory = directory or run.sub("models", f"{task}_{name}")
     if (directory / "model.json").exists():
         return load_trained(directory)
-    model = build(task, network, net, dtype, train_cfg.seed)
+    model = build(task, name, net, train.precision, train.seed)
     loss_fn = ens.make_loss_fn(member_loss(task, net), net.bootstrap)
     val_reader = data.reader("val")
     n_val = len(data.rows["val"])
     train_reader = data.reader("train")
     if task == "direction" and net.symmetries:
-        train_reader = SymmetryAugmented(train_reader, train_cfg.seed)
+        train_reader = SymmetryAugmented(train_reader, train.seed)
 
     def validate(trainer: Trainer) -> dict:
         return validation_metrics(task, trainer.predict_rows(val_reader, n_val), data)
@@ -144,34 +116,36 @@ def train(
         model,
         loss_fn,
         predict(task),
-        train_cfg,
-        mesh,
+        train,
+        runtime.mesh,
         ens.WithRowIndex(train_reader),
         len(data.rows["train"]),
         validate,
         directory / "ckpt",
+        optimizer=optimizer,
         run=run,
-        desc=f"{task} {network}",
-        log_prefix={"task": task, "network": network},
+        desc=f"{task} {name}",
+        log_prefix={"task": task, "network": name},
     )
     meta = {
         "task": task,
-        "network": network,
+        "network": name,
         "net": to_dict(net),
-        "dtype": dtype,
-        "seed": train_cfg.seed,
+        "precision": train.precision,
+        "seed": train.seed,
         "history": result.history,
         "best_epoch": result.best_epoch,
     }
     checkpoint.save_model(directory, model, meta)
-    return Trained(task, network, model, directory, result.history, result)
+    return TrainedModel(task, name, model, directory, result.history, result)
 
 
-def load_trained(directory: str | Path) -> Trained:
+def load_trained(directory: str | Path) -> TrainedModel:
+    """A finished model folder (model.json + weights) as a TrainedModel in eval mode."""
+
     def rebuild(meta):
-        return build(
-            meta["task"], meta["network"], from_dict(NetConfig, meta["net"]), meta["dtype"], meta["seed"]
-        )
+        net = from_dict(NetConfig, meta["net"])
+        return build(meta["task"], meta["network"], net, meta["precision"], meta["seed"])
 
     model, meta = checkpoint.load_model(directory, rebuild)
-    return Trained(meta["task"], meta["network"], model, Path(directory), meta.get("history", []))
+    return TrainedModel(meta["task"], meta["network"], model, Path(directory), meta.get("history", []))

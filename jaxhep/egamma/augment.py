@@ -32,6 +32,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from jaxhep.egamma.config import AugmentConfig
+
 
 @dataclasses.dataclass(frozen=True)
 class ChannelStats:
@@ -46,24 +48,6 @@ class ChannelStats:
     @classmethod
     def from_dict(cls, d: dict) -> ChannelStats:
         return cls(mean=np.asarray(d["mean"], np.float32), std=np.asarray(d["std"], np.float32))
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentConfig:
-    """Which augmentations run on training batches; defaults keep the detector's symmetries only."""
-
-    flip_eta: bool = True
-    flip_phi: bool = True
-    rot90: bool = False
-    max_shift: int = 0  # crystals, in each direction, zero padding
-    erase_prob: float = 0.0  # probability that an image gets one erased rectangle
-    erase_area: tuple[float, float] = (0.02, 0.15)  # fraction of the image
-    erase_aspect: tuple[float, float] = (0.3, 3.3)  # height / width, log-uniform
-
-    @classmethod
-    def seed_like(cls) -> AugmentConfig:
-        """Everything on, as the seed's training did (flip, rotate, affine shift, random erasing)."""
-        return cls(flip_eta=True, flip_phi=True, rot90=True, max_shift=2, erase_prob=0.5)
 
 
 def _where(mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

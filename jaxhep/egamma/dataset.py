@@ -13,22 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxhep.egamma.augment import AugmentConfig, AugmentedReader, ChannelStats
+from jaxhep.egamma.augment import AugmentedReader, ChannelStats
+from jaxhep.egamma.config import AugmentConfig, DataConfig
 from jaxhep.egamma.io import EcalImageSource, SplitReader, fit_normalisation, split_indices
-from jaxhep.egamma.simulate import default_files
+from jaxhep.egamma.sim.simulate import default_files
 
 CLASS_NAMES = ["photon", "electron"]  # label 0, 1
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    paths: tuple[str, ...] = ()  # ML4SCI HDF5 files; () = the simulated default sample
-    n_per_class: int = 100_000  # simulated sample size per class
-    sim_seed: int = 5
-    split_seed: int = 0
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)  # the seed's train / val / test
-    max_rows: int | None = None  # use a stratified subset of this many rows (smoke runs)
-    norm_rows: int = 50_000  # training rows looked at for the normalisation statistics
 
 
 @dataclass

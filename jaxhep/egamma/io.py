@@ -53,8 +53,9 @@ def _open(path: Path) -> h5py.File:
         raise InputError(path, f"not an HDF5 file, or a corrupt one ({err})") from None
 
 
-def _check_and_label(path: Path, f: h5py.File) -> np.ndarray:
-    """Validate the file's layout; return its labels [N] int64."""
+def _check_and_label(path: Path, f: h5py.File, require_labels: bool = True) -> np.ndarray:
+    """Validate the file's layout; return its labels [N] int64 (-1 where the file has none and
+    `require_labels` is off)."""
     if "X" not in f or not isinstance(f["X"], h5py.Dataset):
         keys = ", ".join(sorted(f.keys())) or "none"
         raise InputError(path, f"no dataset 'X' (keys in the file: {keys})")
@@ -80,6 +81,8 @@ def _check_and_label(path: Path, f: h5py.File) -> np.ndarray:
 
     from_name = label_from_name(path)
     if "y" not in f:
+        if from_name is None and not require_labels:
+            return np.full(n, -1, np.int64)
         if from_name is None:
             raise InputError(path, "no dataset 'y' and the file name says neither 'electron' nor 'photon'")
         return np.full(n, from_name, np.int64)
@@ -110,9 +113,11 @@ class EcalImageSource:
 
     Row i of the source is row i - offsets[k] of file k. Records are
     {"image": [32, 32, 2] float32, "label": int}; `read_rows(indices)` reads a whole batch.
+    `require_labels=False` (prediction) takes a file without `y` whose name names neither
+    particle too; its rows get label -1.
     """
 
-    def __init__(self, paths: str | os.PathLike | Sequence[str | os.PathLike]):
+    def __init__(self, paths: str | os.PathLike | Sequence[str | os.PathLike], require_labels: bool = True):
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         self.paths = [Path(p) for p in paths]
@@ -121,7 +126,7 @@ class EcalImageSource:
         labels, self.chunk_rows = [], []
         for path in self.paths:
             with _open(path) as f:
-                labels.append(_check_and_label(path, f))
+                labels.append(_check_and_label(path, f, require_labels))
                 chunks = f["X"].chunks
                 self.chunk_rows.append(chunks[0] if chunks else 1)
         self.labels = np.concatenate(labels)  # [N] int64

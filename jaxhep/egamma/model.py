@@ -34,8 +34,9 @@ Configurations (`ResNetConfig.name`; every field can still be set explicitly):
 * "peer": exactly `../shared/bench/peers.py resnet` (1 668 850 parameters, as torch counts): "se" without
   groups, attention pooling or dropout, average pooling, 2 logits. For like-for-like races.
 
-`dtype` is the compute dtype ("float32" or "bfloat16"); parameters and BatchNorm statistics
-stay float32, the softmax of the attention pooling and the logits are float32.
+The compute dtype is `build_model`'s `precision` ("float32" or "bfloat16", from `train.precision`);
+parameters and BatchNorm statistics stay float32, the softmax of the attention pooling and the
+logits are float32.
 Dropout keys come in at call time (`rngs=nnx.Rngs(dropout=key)`); BatchNorm/Dropout follow
 `model.train()` / `model.eval()` (the Trainer calls them).
 
@@ -79,7 +80,6 @@ class ResNetConfig:
     dropout: float | None = None  # before the classifier
     n_classes: int | None = None  # 1: one logit [B]; > 1: logits [B, n_classes]
     in_channels: int = 2  # energy, time
-    dtype: str = "float32"  # compute dtype; "bfloat16" on accelerators
     conv_vjp: bool = True  # convolutions' own backward (`jaxhep.conv.conv2d`); False: XLA's transpose rule
     dense_groups: bool = True  # grouped convs as dense ones with block-diagonal kernels (`Conv`)
 
@@ -188,11 +188,13 @@ class AttentionPool(nnx.Module):
 
 
 class ResNet15(nnx.Module):
-    """The e/γ ResNet-15: x [B, 32, 32, 2] -> logits [B] (or [B, n_classes]), float32."""
+    """The e/γ ResNet-15: x [B, 32, 32, 2] -> logits [B] (or [B, n_classes]), float32.
 
-    def __init__(self, cfg: ResNetConfig = ResNetConfig(), *, rngs: nnx.Rngs):
+    `dtype`: the compute dtype (float32 or bfloat16); parameters stay float32."""
+
+    def __init__(self, cfg: ResNetConfig = ResNetConfig(), dtype=jnp.float32, *, rngs: nnx.Rngs):
         self.cfg = cfg
-        dtype = jnp.dtype(cfg.dtype)
+        dtype = jnp.dtype(dtype)
         self.stem = conv3x3(cfg.in_channels, cfg.widths[0], 1, 1, dtype, cfg.conv_vjp, rngs=rngs)
         blocks, cin = [], cfg.widths[0]
         for i, (c, n) in enumerate(zip(cfg.widths, cfg.blocks_per_stage)):
@@ -243,9 +245,10 @@ class ResNet15(nnx.Module):
         return logits[:, 0] if self.cfg.n_classes == 1 else logits
 
 
-def build_model(cfg: ResNetConfig = ResNetConfig(), seed: int = 0) -> ResNet15:
-    """A ResNet15 with parameters from `seed`."""
-    return ResNet15(cfg, rngs=nnx.Rngs(params=seed))
+def build_model(cfg: ResNetConfig = ResNetConfig(), seed: int = 0, precision: str = "float32") -> ResNet15:
+    """A ResNet15 with parameters from `seed`, computing in `precision` (float32 | bfloat16:
+    `train.precision`; parameters and BatchNorm statistics stay float32)."""
+    return ResNet15(cfg, jnp.dtype(precision), rngs=nnx.Rngs(params=seed))
 
 
 def count_params(model: nnx.Module) -> int:

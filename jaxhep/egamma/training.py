@@ -13,31 +13,25 @@ from flax import nnx
 
 from jaxhep import checkpoint, losses, metrics
 from jaxhep.config import from_dict, to_dict
-from jaxhep.egamma.augment import AugmentConfig
+from jaxhep.egamma.augment import ChannelStats
+from jaxhep.egamma.config import EgammaConfig, LossConfig
 from jaxhep.egamma.dataset import EgammaData
 from jaxhep.egamma.model import ResNet15, ResNetConfig, build_model
 from jaxhep.mixup import mixup, mixup_loss
 from jaxhep.runs import Run
-from jaxhep.train import FitResult, TrainConfig, Trainer, fit_model, predict_with
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """The seed's objective: focal loss on mixup batches."""
-
-    kind: str = "focal"  # focal | bce
-    focal_alpha: float | None = None  # None: no class weighting (the two classes are equally common)
-    focal_gamma: float = 2.0
-    mixup_alpha: float = 0.2  # Beta(alpha, alpha) mixing weight; 0 = no mixup
+from jaxhep.train import FitResult, Trainer, fit_model, predict_with
 
 
 @dataclass
 class TrainedModel:
+    """A trained network and what is needed to use it on raw crops."""
+
     name: str
     model: ResNet15  # eval mode
     directory: Path
     history: list[dict]
     fit: FitResult | None = None
+    stats: ChannelStats | None = None  # the normalisation it was trained with (None: older folders)
 
 
 def make_loss_fn(cfg: LossConfig):
@@ -68,22 +62,20 @@ def predict_fn(model, batch):
     return model(batch["image"])
 
 
-def train_model(
-    name: str,
-    model_cfg: ResNetConfig,
-    train_cfg: TrainConfig,
-    loss_cfg: LossConfig,
-    augment: AugmentConfig,
-    data: EgammaData,
-    mesh,
-    run: Run,
-    workers: int = 0,
-) -> TrainedModel:
-    """Train `name` on the split, resuming its checkpoint in this run; a finished one is loaded."""
+def model_config(name: str, cfg: EgammaConfig) -> ResNetConfig:
+    """The ResNetConfig of network `name` ("se" | "plain") at the experiment's sizes."""
+    return ResNetConfig(name=name, widths=cfg.widths, blocks_per_stage=cfg.blocks_per_stage)
+
+
+def train_model(name: str, cfg: EgammaConfig, data: EgammaData, run: Run, runtime) -> TrainedModel:
+    """Train network `name` on the split, resuming its checkpoint in this run; a finished one is
+    loaded. `runtime.mesh` shards the batches; `cfg.data.workers` input processes (None: 0)."""
     directory = run.sub("models", name)
     if (directory / "model.json").exists():  # finished earlier in this very run (resume)
         return load_trained(directory)
-    model = build_model(model_cfg, seed=train_cfg.seed)
+    train_cfg = cfg.train
+    model_cfg = model_config(name, cfg)
+    model = build_model(model_cfg, seed=train_cfg.seed, precision=train_cfg.precision)
     val_reader, val_labels = data.reader("val"), data.labels("val")
 
     def validate(trainer: Trainer) -> dict:
@@ -95,34 +87,45 @@ def train_model(
 
     model, result = fit_model(
         model,
-        make_loss_fn(loss_cfg),
+        make_loss_fn(cfg.loss),
         predict_fn,
         train_cfg,
-        mesh,
-        data.reader("train", augment, seed=train_cfg.seed),
+        runtime.mesh,
+        data.reader("train", cfg.augment, seed=train_cfg.seed),
         len(data.rows["train"]),
         validate,
         directory / "ckpt",
         run=run,
         desc=name,
         log_prefix={"model": name},
-        workers=workers,
+        workers=cfg.data.workers or 0,
     )
     meta = {
         "name": name,
         "model": to_dict(model_cfg),
+        "precision": train_cfg.precision,
+        "stats": data.stats.to_dict(),  # the normalisation, for `api.load_predictor`
         "history": result.history,
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
     }
     checkpoint.save_model(directory, model, meta)
-    return TrainedModel(name, model, directory, result.history, result)
+    return TrainedModel(name, model, directory, result.history, result, data.stats)
 
 
 def load_trained(directory: str | Path) -> TrainedModel:
-    """A finished model folder (model.json + weights) in eval mode."""
-    model, meta = checkpoint.load_model(directory, lambda m: build_model(from_dict(ResNetConfig, m["model"])))
-    return TrainedModel(meta["name"], model, Path(directory), meta.get("history", []))
+    """A finished model folder (model.json + weights) in eval mode, in the precision it trained in."""
+
+    def build(meta: dict) -> ResNet15:
+        fields = dict(meta["model"])
+        # Folders written before `train.precision` kept the compute dtype in the model config.
+        precision = meta.get("precision", fields.pop("dtype", "float32"))
+        fields.pop("dtype", None)
+        return build_model(from_dict(ResNetConfig, fields), precision=precision)
+
+    model, meta = checkpoint.load_model(directory, build)
+    stats = ChannelStats.from_dict(meta["stats"]) if meta.get("stats") else None
+    return TrainedModel(meta["name"], model, Path(directory), meta.get("history", []), stats=stats)
 
 
 def infer(model: ResNet15, read_rows, n_rows: int, what: str = "logits", batch_size: int = 1024):

@@ -18,7 +18,7 @@ import numpy as np
 from jaxhep.pid.config import DataConfig, parse_range
 from jaxhep.pid.features import Preprocessor, momentum_range_mask, stratified_split
 from jaxhep.pid.io import read_table
-from jaxhep.pid.simulate import default_sample
+from jaxhep.pid.sim.simulate import default_sample
 from jaxhep.pid.species import LABEL, labels_from_pdg
 
 
@@ -62,6 +62,7 @@ class RangeData:
     train: Split
     val: Split
     test: Split
+    fingerprint: str  # the table's: with the range's name, what identifies the data for model reuse
 
 
 def load_table(cfg: DataConfig, data_dir: str | os.PathLike) -> Table:
@@ -93,4 +94,4 @@ def range_data(table: Table, name: str) -> RangeData:
         arrays = pre.transform(table.columns, rows)
         return Split(rows, arrays["x"], arrays["group_mask"], arrays["label"])
 
-    return RangeData(name, pre, split(table.train), split(table.val), split(table.test))
+    return RangeData(name, pre, split(table.train), split(table.val), split(table.test), table.fingerprint)

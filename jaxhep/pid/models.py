@@ -32,7 +32,6 @@ class ModelConfig:
     attention_layers: int = 1
     head_hidden: tuple[int, int] = (128, 64)  # FSE classification head (3 Dense layers)
     head_dropout: float = 0.1
-    dtype: str = "float32"  # compute dtype; "bfloat16" on accelerators
 
 
 SEED_WIDTHS = {"simple": (512, 256, 128, 64), "dnn": (1024, 512, 256, 128, 64)}
@@ -169,10 +168,11 @@ class FSEAttention(nnx.Module):
         return self.head3(z).astype(jnp.float32)
 
 
-def build_model(cfg: ModelConfig, seed: int = 0) -> nnx.Module:
-    """Instantiate the network named by `cfg.name` with parameters from `seed`."""
+def build_model(cfg: ModelConfig, seed: int = 0, precision: str = "float32") -> nnx.Module:
+    """Instantiate the network named by `cfg.name` with parameters from `seed`, computing in
+    `precision` (float32 | bfloat16: `train.precision`; parameters stay float32)."""
     rngs = nnx.Rngs(params=seed)
-    dtype = jnp.dtype(cfg.dtype)
+    dtype = jnp.dtype(precision)
     if cfg.name == "simple":
         return SimpleNN(cfg.hidden or SEED_WIDTHS["simple"], cfg.dropout, dtype, rngs=rngs)
     if cfg.name == "dnn":

@@ -121,23 +121,16 @@ def _model_cfg(name: str, cfg: PIDConfig) -> ModelConfig:
     return dataclasses.replace(cfg.model, name=name)
 
 
-def train_or_reuse(
-    name: str,
-    data: RangeData,
-    cfg: PIDConfig,
-    mesh,
-    run: Run,
-    data_fingerprint: str,
-    force_train: bool = False,
-) -> TrainedModel:
-    """Train network `name` on `data`, resuming a checkpoint in this run, or reuse a finished twin."""
-    key = model_key(name, data.name, cfg, data_fingerprint)
+def train_model(name: str, cfg: PIDConfig, data: RangeData, run: Run, runtime) -> TrainedModel:
+    """Train network `name` on the range `data`, resuming a checkpoint in this run, or reuse a
+    finished twin of another run (unless `cfg.reuse` is off: --force-train)."""
+    key = model_key(name, data.name, cfg, data.fingerprint)
     directory = run.sub("models", f"{name}_{data.name}")
     model_cfg = _model_cfg(name, cfg)
     done = directory / "model.json"
     if done.exists():  # finished earlier in this very run (resume)
         return load_trained(directory)
-    previous = None if force_train else runs.find_artifact(run.workdir, key)
+    previous = runs.find_artifact(run.workdir, key) if cfg.reuse else None
     if previous is not None:
         trained = load_trained(previous)
         trained.reused_from = previous
@@ -150,10 +143,11 @@ def train_or_reuse(
             trained.history,
             weights=previous / "weights",
             calibration=trained.calibration.to_dict(),
+            precision=cfg.train.precision,
         )
         return trained
 
-    model = build_model(model_cfg, seed=cfg.train.seed)
+    model = build_model(model_cfg, seed=cfg.train.seed, precision=cfg.train.precision)
     weights = (
         losses.balanced_class_weights(data.train.label, N_CLASSES)
         if cfg.loss.balanced_weights
@@ -187,7 +181,7 @@ def train_or_reuse(
         loss_fn,
         predict_fn,
         cfg.train,
-        mesh,
+        runtime.mesh,
         data.train.read,
         len(data.train),
         validate,
@@ -209,6 +203,7 @@ def train_or_reuse(
         result.history,
         weights=directory / "weights",
         calibration=calibration.to_dict(),
+        precision=cfg.train.precision,
         best_epoch=result.best_epoch,
         stopped_early=result.stopped_early,
     )
@@ -243,6 +238,9 @@ def _write_model_json(
 def load_trained(directory: str | Path) -> TrainedModel:
     """A finished model folder (model.json + weights) as a TrainedModel in eval mode."""
     directory = Path(directory)
-    model, meta = checkpoint.load_model(directory, lambda m: build_model(from_dict(ModelConfig, m["model"])))
+    model, meta = checkpoint.load_model(
+        directory,
+        lambda m: build_model(from_dict(ModelConfig, m["model"]), precision=m.get("precision", "float32")),
+    )
     calibration = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else None
     return TrainedModel(meta["name"], meta["range"], model, directory, meta.get("history", []), calibration)

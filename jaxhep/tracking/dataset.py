@@ -17,28 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from jaxhep.errors import InputError
+from jaxhep.tracking.config import DataConfig
 from jaxhep.tracking.graph import EventGraph, build_graph
 from jaxhep.tracking.io import list_events, read_event
 from jaxhep.tracking.padding import graph_buckets, stack_graphs
 from jaxhep.tracking.sectors import phi_sectors
-from jaxhep.tracking.simulate import simulate_dataset
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    path: str | None = None  # folder of TrackML events; None = simulated events
-    n_events: int = 60  # simulated events (and the most read from a folder)
-    pileup: float = 200.0
-    sim_seed: int = 0
-    method: str = "geometric"  # geometric | knn
-    k: int = 8  # kNN neighbours
-    pt_min: float | None = 1.0  # truth cut of the training labels (GeV); None = all particles
-    val_events: int = 6
-    test_events: int = 6
-    # Training graphs cut into this many phi sectors (sectors.py): many cheap steps instead of a few
-    # of ~10 s on a CPU at mu = 200. 1 = whole events. Validation and test always use whole events.
-    train_sectors: int = 1
-    sector_halo: float = 0.1  # rad of context around each sector
+from jaxhep.tracking.sim.simulate import simulate_dataset
 
 
 @dataclass
@@ -54,6 +38,45 @@ class Split:
 
     def read(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         return {k: v[idx] for k, v in self.arrays.items()}
+
+
+@dataclass
+class Events:
+    """Every event's graph and file prefix, in file order: the training events, then `n_val`
+    validation events, then `n_test` test events (the last ones)."""
+
+    graphs: list[EventGraph]
+    prefixes: list[str]
+    n_val: int
+    n_test: int
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    @property
+    def val(self) -> slice:
+        """The validation events' positions."""
+        return slice(len(self) - self.n_val - self.n_test, len(self) - self.n_test)
+
+    @property
+    def test(self) -> slice:
+        """The test events' positions."""
+        return slice(len(self) - self.n_test, None)
+
+    def with_graphs(self, graphs: list[EventGraph]) -> Events:
+        """The same events with other graphs (one per event, e.g. the pruned ones of stage 2)."""
+        if len(graphs) != len(self):
+            raise ValueError(f"{len(graphs)} graphs for {len(self)} events")
+        return Events(graphs, self.prefixes, self.n_val, self.n_test)
+
+
+def progress_bar(on: bool, desc: str):
+    """A wrapper of a list that shows a progress bar over it (tqdm), or None when `on` is False."""
+    if not on:
+        return None
+    from tqdm.auto import tqdm
+
+    return lambda xs: tqdm(xs, desc=desc, leave=False)
 
 
 def event_folder(cfg: DataConfig, data_dir: str | os.PathLike) -> Path:
@@ -98,6 +121,12 @@ def load_graphs(
         _save(path, graph)
         graphs.append(graph)
     return graphs, prefixes
+
+
+def load_events(cfg: DataConfig, data_dir: str | os.PathLike, progress=None) -> Events:
+    """`load_graphs` as Events split by `cfg`'s validation and test counts."""
+    graphs, prefixes = load_graphs(cfg, data_dir, progress)
+    return Events(graphs, prefixes, cfg.val_events, cfg.test_events)
 
 
 def split(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from jaxhep import metrics
-from jaxhep.tracking.graph import EventGraph
+from jaxhep.tracking.config import TrackingConfig
+from jaxhep.tracking.graph import EventGraph, build_graph, graph_efficiency_purity
 from jaxhep.tracking.io import read_event
 from jaxhep.tracking.score import hit_particle_pt, trackml_score, trackml_score_above_pt
 from jaxhep.tracking.tracks import (
@@ -16,6 +19,7 @@ from jaxhep.tracking.tracks import (
     hit_particle_eta,
     tracking_metrics,
 )
+from jaxhep.tracking.training import edge_metrics
 
 PT_BINS = np.array([0.1, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0])
 ETA_BINS = np.linspace(-4, 4, 17)
@@ -95,3 +99,65 @@ def roc(graphs: list[EventGraph], scores: list[np.ndarray]) -> tuple[np.ndarray,
     fpr, tpr, _ = metrics.roc_curve(labels, probs)
     step = max(1, len(fpr) // 2000)
     return fpr[::step], tpr[::step], metrics.roc_auc(labels, probs)
+
+
+@dataclass
+class Evaluation:
+    """The test events' figures: `report` (metrics.json's sections), per-event tracks (`event_tracks`
+    of each test event) and the edge ROC curve (fpr, tpr, auc)."""
+
+    report: dict
+    per_event: list[dict]
+    roc: tuple[np.ndarray, np.ndarray, float]
+
+    @property
+    def threshold(self) -> float:
+        return self.report["threshold"]
+
+
+def evaluate_test(
+    val_graphs: list[EventGraph],
+    val_scores: list[np.ndarray],
+    test_graphs: list[EventGraph],
+    test_prefixes: list[str],
+    test_scores: list[np.ndarray],
+    cfg: TrackingConfig,
+) -> Evaluation:
+    """Edges (threshold by F1 on validation), tracks, scores and efficiencies of the test events;
+    scores: [E] per event on the event's whole graph."""
+    threshold = edge_metrics(val_graphs, val_scores)["threshold"]
+    test_edges = edge_metrics(test_graphs, test_scores, threshold)
+    fpr, tpr, auc = roc(test_graphs, test_scores)
+    per_event = [
+        event_tracks(p, g, s, threshold, cfg.eval.track_method, cfg.eval.pt_min)
+        for p, g, s in zip(test_prefixes, test_graphs, test_scores)
+    ]
+    tracks = {
+        k: float(np.mean([e[k] for e in per_event])) for k in ("score", "score_pt", "efficiency", "fake_rate")
+    }
+    report = {
+        "threshold": threshold,
+        "test": test_edges,
+        "tracks": tracks,
+        "edge_efficiency_vs_pt": edge_efficiency_vs(test_graphs, test_scores, threshold, "edge_pt", PT_BINS),
+        "edge_efficiency_vs_eta": edge_efficiency_vs(
+            test_graphs, test_scores, threshold, "edge_eta", ETA_BINS
+        ),
+        "track_efficiency_vs_pt": sum_efficiencies([e["track_eff_pt"] for e in per_event]),
+        "track_efficiency_vs_eta": sum_efficiencies([e["track_eff_eta"] for e in per_event]),
+    }
+    return Evaluation(report, per_event, (fpr, tpr, auc))
+
+
+def graph_quality(test_graphs: list[EventGraph], prefixes: list[str], cfg: TrackingConfig) -> dict:
+    """Graph efficiency and purity of both construction methods on the test events."""
+    out = {}
+    for method in ("geometric", "knn"):
+        graphs = test_graphs
+        if method != cfg.data.method:
+            events = (read_event(p) for p in prefixes)
+            graphs = [build_graph(e, method, k=cfg.data.k, pt_min=cfg.data.pt_min) for e in events]
+        per = [graph_efficiency_purity(g, cfg.eval.pt_min) for g in graphs]
+        out[method] = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
+        out[method]["edges_per_event"] = float(np.mean([g.n_edge for g in graphs]))
+    return out

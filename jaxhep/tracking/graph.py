@@ -1,6 +1,6 @@
 """Hits -> graph for edge classification: layer adjacency, geometric or kNN edges, features, truth labels.
 
-Follows HEP.TrkX / Exa.TrkX (DATA.md §1; Farrell et al. arXiv:1810.06111, Ju et al. arXiv:2007.00149):
+Follows HEP.TrkX / Exa.TrkX (Farrell et al. arXiv:1810.06111, Ju et al. arXiv:2007.00149):
 nodes are hits, an edge joins a hit to a hit on an adjacent layer farther out, and an edge is true when
 both hits belong to the same particle and are consecutive along its track.
 
@@ -49,25 +49,25 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from jaxhep.tracking.detector import GENERIC_DETECTOR, BarrelLayer, Detector
 from jaxhep.tracking.io import Event
-from jaxhep.tracking.propagate import PT_TO_RADIUS_MM
+from jaxhep.tracking.sim.detector import GENERIC_DETECTOR, BarrelLayer, Detector
+from jaxhep.tracking.sim.propagate import PT_TO_RADIUS_MM
 
 # Node features and the scale each is divided by. r, z in mm; phi in rad; n_cells = cells of the hit;
 # cell_value = summed `value` of its cells (charge in TrackML, deposited MeV in our simulator).
 NODE_FEATURES = ("r", "phi", "z", "n_cells", "cell_value")
 NODE_SCALES = (1000.0, np.pi, 1000.0, 10.0, 1.0)
 # Edge features (receiver - sender): dr, dz in mm, dphi in (-pi, pi], deta, phi_slope = dphi / dr in
-# rad/mm, z0 in mm. Scales put geometric-graph edges in about [-1, 1] (phi slope 0.0006 = DATA.md's cut,
+# rad/mm, z0 in mm. Scales put geometric-graph edges in about [-1, 1] (phi slope 0.0006 = the HEP.TrkX cut,
 # z0 200 mm = 3.6 sigma of the 55 mm beam spot); scaled values are clipped to +-EDGE_CLIP, because a kNN
 # edge between hits at almost the same r has an unbounded slope and z0.
 EDGE_FEATURES = ("dr", "dphi", "dz", "deta", "phi_slope", "z0")
 EDGE_SCALES = (100.0, 0.1, 100.0, 1.0, 0.0006, 200.0)
 EDGE_CLIP = 10.0
 
-# DATA.md §1: |dphi/dr| < 0.0006 rad/mm admits pT >~ 0.5 GeV (dphi/dr ~ 1 / 2R = 0.0003 / pT[GeV] at 2 T).
+# HEP.TrkX's |dphi/dr| < 0.0006 rad/mm admits pT >~ 0.5 GeV (dphi/dr ~ 1 / 2R = 0.0003 / pT[GeV] at 2 T).
 PHI_SLOPE_MAX = 0.0006
-# Beam spot sigma_z = 55 mm (simulate.py): 200 mm keeps 99.97 % of vertices plus the strips' z smearing.
+# Beam spot sigma_z = 55 mm (sim/simulate.py): 200 mm keeps 99.97 % of vertices plus the strips' z smearing.
 Z0_MAX_MM = 200.0
 # Consecutive hits of a particle on one layer closer than this along the arc (mm) are one crossing:
 # overlapping modules in real TrackML data, or a grazing turn at the apex of a looper.

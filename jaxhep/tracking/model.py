@@ -13,13 +13,13 @@ The beta input is ordered [m_i, r_i, m_i - r_i] as PyG's code computes it (its d
 [r_i, m_i, r_i - m_i]: the same family, other weight blocks). Edges with `edge_mask` 0 get no
 weight and send nothing; a node without incoming edges gets m_i = 0, as in PyG.
 
-`EdgeClassifier` is the seed's model (and `../shared/bench/peers.py tc`'s): node and edge input
+`EdgeClassifier` is the seed's model (and the PyTorch Geometric peer benchmark's): node and edge input
 Linear layers, L TransformerConv layers with h <- LayerNorm(h + relu(conv(h))), and an edge MLP
 on [h_j, h_i, e_ij] (sender, receiver, edge) giving one logit per edge. Optionally messages
 also flow along the reversed edges (with a learned direction vector added to their edge
 embedding): tracking graphs point inner -> outer, and a hit should also hear the hits after it.
 
-Speed (measurements in `.notes/tracking_model.md`): on a CPU, gathers and scatters of
+Speed (BUILD_NOTES.md, "Speed against PyTorch Geometric"): on a CPU, gathers and scatters of
 [E, width] arrays dominate, so
 - the edge embedding e = edges @ W_in + b_in is affine in the few (4-6) raw edge features and the
   same in every layer, so W_e e_ij = [edges_ij, 1] @ low with low = [W_in W_e; b_in W_e] is never
@@ -64,7 +64,6 @@ class EdgeClassifierConfig:
     layers: int = 3
     beta: bool = False  # PyG's gated root weight
     bidirectional: bool = True  # also pass messages outer -> inner along reversed edges
-    dtype: str = "float32"  # compute dtype: float32 | bfloat16 (parameters and logits stay fp32)
     # Input widths: graph.NODE_FEATURES (3 without cell features, 5 with) and graph.EDGE_FEATURES.
     node_in: int = 5
     edge_in: int = 6
@@ -316,17 +315,21 @@ class EdgeClassifier(nnx.Module):
     masked in the loss). Other keys (labels, node_mask, ...) are ignored.
     """
 
-    def __init__(self, cfg: EdgeClassifierConfig = EdgeClassifierConfig(), *, rngs: nnx.Rngs):
+    def __init__(
+        self, cfg: EdgeClassifierConfig = EdgeClassifierConfig(), *, dtype: str = "float32", rngs: nnx.Rngs
+    ):
+        """dtype: the compute dtype, float32 | bfloat16 (a run's `train.precision`); parameters and
+        logits stay float32."""
         if cfg.width % cfg.heads:
             raise ValueError(f"width {cfg.width} must be a multiple of heads {cfg.heads}")
-        self.cfg, w = cfg, cfg.width
+        self.cfg, self.dtype, w = cfg, str(jnp.dtype(dtype)), cfg.width
         self.node_in = _linear(cfg.node_in, w, rngs)
         self.edge_in = _linear(cfg.edge_in, w, rngs)
         # Added to the edge embedding of the reversed copies (zero at start: a symmetric graph).
         self.reverse_edge = nnx.Param(jnp.zeros((w,), jnp.float32)) if cfg.bidirectional else None
         self.convs = nnx.List(
             [
-                TransformerConv(w, w // cfg.heads, cfg.heads, w, beta=cfg.beta, dtype=cfg.dtype, rngs=rngs)
+                TransformerConv(w, w // cfg.heads, cfg.heads, w, beta=cfg.beta, dtype=dtype, rngs=rngs)
                 for _ in range(cfg.layers)
             ]
         )
@@ -335,7 +338,7 @@ class EdgeClassifier(nnx.Module):
         self.head_out = _linear(w, 1, rngs)
 
     def __call__(self, graph: dict) -> Array:
-        cfg, cd = self.cfg, jnp.dtype(self.cfg.dtype)
+        cfg, cd = self.cfg, jnp.dtype(self.dtype)
         nodes, edges = graph["nodes"], graph["edges"].astype(jnp.float32)
         senders, receivers = graph["senders"], graph["receivers"]
         if nodes.shape[-1] != cfg.node_in or edges.shape[-1] != cfg.edge_in:

@@ -1,9 +1,17 @@
-"""Train the edge classifier on padded event graphs with the shared loop, and score edges."""
+"""Train the edge classifiers of the two stages on padded event graphs with the shared loop, prune
+with the first, and score edges.
+
+`train_model("filter", ...)` is stage 1 (on the whole graphs, its best epoch the one that keeps the
+fewest edges at `cascade.target_recall`; or the classifier of another run, `cascade.filter_run`);
+`train_model("edges", ...)` the classifier whose scores make the tracks (stage 2 on the pruned
+graphs, or the only one of a one-stage run)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -11,19 +19,157 @@ import numpy as np
 from flax import nnx
 
 from jaxhep import losses, metrics
-from jaxhep.tracking.dataset import Split
+from jaxhep.runs import Run
+from jaxhep.tracking import cascade, dataset
+from jaxhep.tracking.config import LossConfig, TrackingConfig, run_config
+from jaxhep.tracking.dataset import Events, Split, progress_bar
 from jaxhep.tracking.graph import EventGraph
-from jaxhep.tracking.model import batched_logits
+from jaxhep.tracking.model import EdgeClassifier, batched_logits
 from jaxhep.tracking.padding import graph_buckets, pad_graph
+from jaxhep.train import FitResult, fit_model, load_best
+
+STAGES = ("filter", "edges")
 
 
-@dataclass(frozen=True)
-class LossConfig:
-    kind: str = "bce"  # bce (weighted) | focal
-    pos_weight: float | None = None  # None: n_negative / n_positive of the training graphs
-    focal_alpha: float = 0.25
-    focal_gamma: float = 2.0
-    hard_negative_ratio: float | None = None  # keep only the hardest negatives, this many per positive
+@dataclass
+class TrainedModel:
+    """An edge classifier of one stage: the best model (eval mode) and what it trained on."""
+
+    name: str  # "filter" | "edges"
+    model: EdgeClassifier
+    fit: FitResult | None = None  # None: taken from another run (cascade.filter_run)
+    val: Split | None = None  # the validation and test events as the model sees them
+    test: Split | None = None
+
+
+def global_batch(batch_size: int, n_dev: int) -> int:
+    """Graphs per optimiser step over all devices: `batch_size` rounded up to a multiple of the
+    device count, since the graph axis is what is sharded (one graph per device at least)."""
+    return -(-max(batch_size, 1) // n_dev) * n_dev
+
+
+def train_model(name: str, cfg: TrackingConfig, data: Events, run: Run, runtime) -> TrainedModel:
+    """Train classifier `name` of STAGES on the events `data` (resuming its checkpoint in `run`).
+
+    "filter": stage 1 on the whole graphs, checkpointed in `ckpt_filter/`; its validation also
+    reports `val_kept` (the fraction of edges kept at `cascade.target_recall` of the validation true
+    edges), the figure of merit of a filter, which picks its best epoch. With `cascade.filter_run`
+    set, that run's classifier instead (nothing trained). "edges": the classifier whose scores make
+    the tracks, on `data` as given (the pruned graphs of a two-stage run), in `ckpt/`.
+    """
+    if name not in STAGES:
+        raise ValueError(f"tracking trains {' and '.join(STAGES)}, not {name!r}")
+    if name == "filter" and cfg.cascade.filter_run:
+        return TrainedModel(name, reused_filter(cfg.cascade.filter_run))
+    target_recall = cfg.cascade.target_recall if name == "filter" else None
+    train, val, test = dataset.split(data.graphs, data.prefixes, cfg.data, cfg.model.bidirectional)
+    pos_weight = cfg.loss.pos_weight or auto_pos_weight(train)
+    print(
+        f"[tracking] {name}: {len(train)} training graphs ({cfg.data.train_sectors} phi sector(s) per "
+        f"event), {len(val)}/{len(test)} validation/test events; padded to "
+        f"{train.arrays['nodes'].shape[1]} nodes / {train.arrays['senders'].shape[1]} edges (training), "
+        f"{val.arrays['nodes'].shape[1]} / {val.arrays['senders'].shape[1]} (evaluation); "
+        f"pos_weight {pos_weight:.1f}",
+        flush=True,
+    )
+    n_dev = runtime.mesh.devices.size
+    train_cfg = dataclasses.replace(cfg.train, batch_size=global_batch(cfg.train.batch_size, n_dev))
+    if target_recall is not None:
+        train_cfg = dataclasses.replace(
+            train_cfg,
+            epochs=cfg.cascade.filter_epochs or cfg.train.epochs,
+            monitor="val_kept",
+            monitor_mode="min",
+        )
+    model = EdgeClassifier(cfg.model, dtype=cfg.train.precision, rngs=nnx.Rngs(cfg.train.seed))
+
+    def validate(trainer):
+        logits = trainer.predict_rows(val.read, len(val), n_dev)
+        scores = [1 / (1 + np.exp(-lg[: g.n_edge].astype(np.float64))) for lg, g in zip(logits, val.graphs)]
+        m = edge_metrics(val.graphs, scores)
+        out = {f"val_{k}": m[k] for k in ("f1", "auc", "precision", "recall")}
+        if target_recall is not None:
+            t = cascade.recall_threshold(val.graphs, scores, target_recall)
+            out["val_kept"] = cascade.filter_summary(val.graphs, scores, t)["kept_fraction"]
+        return out
+
+    model, result = fit_model(
+        model,
+        make_loss_fn(cfg.loss, pos_weight),
+        batched_logits,
+        train_cfg,
+        runtime.mesh,
+        train.read,
+        len(train),
+        validate,
+        checkpoint_dir(run.path, name),
+        run=run,
+        desc=name,
+        log_prefix={"stage": name},
+    )
+    return TrainedModel(name, model, result, val, test)
+
+
+def checkpoint_dir(run_dir: str | Path, name: str) -> Path:
+    """Where a run keeps the checkpoints of classifier `name`."""
+    return Path(run_dir) / ("ckpt_filter" if name == "filter" else "ckpt")
+
+
+def load_classifier(cfg: TrackingConfig, ckpt_dir: str | Path) -> EdgeClassifier:
+    """The best checkpoint in `ckpt_dir` of a training with config `cfg`, in eval mode, computing in
+    the precision it trained in."""
+    model = EdgeClassifier(cfg.model, dtype=cfg.train.precision, rngs=nnx.Rngs(0))
+    return load_best(model, cfg.train, ckpt_dir)
+
+
+def reused_filter(path: str | Path) -> EdgeClassifier:
+    """The classifier of a finished tracking run: its filter (`ckpt_filter/`) if it has one, else its
+    only classifier (`ckpt/`), rebuilt from that run's own config."""
+    other = Run.open(path)
+    other_cfg = run_config(other.config, other.path / "config.json")
+    ckpt = checkpoint_dir(other.path, "filter")
+    ckpt = ckpt if ckpt.is_dir() else checkpoint_dir(other.path, "edges")
+    print(f"[tracking] filter: the classifier of {ckpt}", flush=True)
+    return load_classifier(other_cfg, ckpt)
+
+
+def filter_scores(cfg: TrackingConfig, data: Events, run: Run, runtime) -> tuple[list, list]:
+    """The first stage's scores of every event, [E] each, and its per-epoch history.
+
+    Scored once and cached in the run (`filter_scores.npz`), so a resumed run goes straight on
+    to the second stage. The classifier is trained here (`ckpt_filter/`) or taken from
+    `cascade.filter_run`.
+    """
+    cache, names = run.path / "filter_scores.npz", [Path(p).name for p in data.prefixes]
+    scores = cascade.load_scores(cache, names, data.graphs)
+    if scores is None:
+        model = train_model("filter", cfg, data, run, runtime).model
+        progress = progress_bar(cfg.train.progress, "filter scores")
+        cascade.save_scores(cache, names, graph_scores(model, data.graphs, progress))
+        scores = cascade.load_scores(cache, names, data.graphs)  # the cached (float16) values, as on resume
+    return scores, [r for r in run.read_log() if r.get("stage") == "filter"]
+
+
+def prune_with_filter(
+    cfg: TrackingConfig, data: Events, run: Run, runtime
+) -> tuple[Events, list[np.ndarray], dict]:
+    """The first stage: (the events with their pruned graphs, each one's kept-edge indices [E'] into
+    its whole graph, the filter's report). The threshold keeps `cascade.target_recall` of the
+    validation events' true edges."""
+    scores, history = filter_scores(cfg, data, run, runtime)
+    threshold = cascade.recall_threshold(data.graphs[data.val], scores[data.val], cfg.cascade.target_recall)
+    pruned = [cascade.prune(g, s, threshold) for g, s in zip(data.graphs, scores)]
+    report = {
+        part: cascade.filter_summary(data.graphs[sl], scores[sl], threshold)
+        for part, sl in (("validation", data.val), ("test", data.test))
+    } | {"target_recall": cfg.cascade.target_recall, "epochs": history}
+    f = report["test"]
+    print(
+        f"[tracking] filter: threshold {threshold:.4f} keeps {f['kept_fraction']:.2%} of the test edges, "
+        f"{f['recall']:.2%} of their true edges; purity {f['purity_before']:.2%} -> {f['purity_after']:.2%}",
+        flush=True,
+    )
+    return data.with_graphs([p[0] for p in pruned]), [p[1] for p in pruned], report
 
 
 def auto_pos_weight(train: Split) -> float:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from jaxhep.dune import geometry
+from jaxhep.dune.sim import geometry
 
 
 def straight_track_images(

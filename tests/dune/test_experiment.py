@@ -1,12 +1,20 @@
-"""The DUNE experiment end to end on tiny settings: each task, the search, the registry, bad input."""
+"""The DUNE experiment end to end on tiny settings: each task, the Python API on the run folders,
+--print-config and --config, the search, the registry, bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from experiments import dune as dune_experiment
-from jaxhep import cli
+from jaxhep import cli, metrics
+from jaxhep.config import from_dict
+from jaxhep.dune import dataset
+from jaxhep.dune.api import load_predictor
+from jaxhep.dune.config import DataConfig
+from jaxhep.errors import InputError
+from jaxhep.runs import Run, load_registry
 from tests.smoke import smoke_args
 
 TINY = [
@@ -22,16 +30,42 @@ def dirs(tmp_path_factory):
     return ["--workdir", str(base / "runs"), "--data-dir", str(base / "data")]
 
 
+def _data(run, dirs) -> dataset.DuneData:
+    """The run's own sample, read back from its NPZ file."""
+    cfg = run.config["dune"]
+    return dataset.load(cfg["task"], from_dict(DataConfig, cfg["data"]), dirs[3])
+
+
 def test_direction_compares_three_and_single_plane(dirs):
-    run = dune_experiment.main(["direction", *TINY, "--members", "1", "--set", "data.n_events=200", *dirs])
-    metrics = json.loads((run.path / "metrics.json").read_text())["networks"]
-    assert set(metrics) == {"three_plane", "single_plane"}
-    for r in metrics.values():
+    run = dune_experiment.main(["direction", *TINY, "--members", "2", "--set", "data.n_events=200", *dirs])
+    metrics_json = json.loads((run.path / "metrics.json").read_text())["networks"]
+    assert set(metrics_json) == {"three_plane", "single_plane"}
+    for r in metrics_json.values():
         assert 0 <= r["mean_axis_deg"] <= 90 and 0 <= r["mean_angle_deg"] <= 180
         assert r["mean_axis_deg"] <= r["mean_angle_deg"] + 1e-9  # an axis error never exceeds the angle
         assert len(r["angle_vs_energy"]["mean"]) == 7
     assert {"angle_vs_energy.png", "axis_vs_energy.png"} <= {p.name for p in (run.path / "plots").iterdir()}
     assert "Physics floor" in (run.path / "report.md").read_text()
+    assert run.config["select"] == "direction" and run.config["dune"]["train"]["precision"] == "float32"
+    assert Run.open(run.path).resume_command().startswith("python -m experiments.dune direction --resume ")
+
+    # The Python API: the ensemble's directions on the test rows, read from the NPZ file or given
+    # as image arrays, give the run's own test figures.
+    data = _data(run, dirs)
+    rows, true = data.rows["test"], data.column("direction", "test")
+    for network in ("three_plane", "single_plane"):
+        predictor = load_predictor(run.path, network)
+        directions = predictor.predict(data.source.path)[rows]
+        assert directions.shape == (len(rows), 3)
+        np.testing.assert_allclose(np.linalg.norm(directions, axis=1), 1.0, atol=1e-5)
+        angle = metrics.angular_error_deg(directions, true)
+        np.testing.assert_allclose(angle.mean(), metrics_json[network]["mean_angle_deg"], atol=1e-4)
+        if network == "three_plane":  # the image arrays, as the model takes them
+            images = data.source.read_rows(rows)
+            np.testing.assert_allclose(predictor.predict(images), directions, atol=1e-5)
+    assert load_predictor(run.path).trained.network == "three_plane"  # the task's first network
+    with pytest.raises(InputError, match="no finished direction model 'classifier'"):
+        load_predictor(run.path, "classifier")
 
 
 @pytest.mark.parametrize("task", ["channel", "maintrack"])
@@ -39,6 +73,49 @@ def test_classifiers_report_accuracy_and_auc(dirs, task):
     run = dune_experiment.main([task, *TINY, "--members", "1", "--set", f"net.{task}.depth=2", *dirs])
     r = json.loads((run.path / "metrics.json").read_text())["networks"]["classifier"]
     assert 0 <= r["accuracy"] <= 1 and (0 <= r["auc"] <= 1 or np.isnan(r["auc"]))
+    # The Python API reproduces the test accuracy from the NPZ file.
+    data = _data(run, dirs)
+    prob = load_predictor(run.path).predict(data.source.path)[data.rows["test"]]
+    labels = data.column(dataset.LABEL[task], "test")
+    assert prob.shape == labels.shape and np.all((prob >= 0) & (prob <= 1))
+    np.testing.assert_allclose(np.mean((prob >= 0.5) == (labels > 0)), r["accuracy"], atol=1e-4)
+
+
+def _print_config(capsys, *args) -> list[str]:
+    capsys.readouterr()
+    dune_experiment.main(list(args))
+    return capsys.readouterr().out.splitlines()
+
+
+def test_print_config_shows_every_field_and_starts_no_run(dirs, tmp_path, capsys):
+    workdir = tmp_path / "runs"
+    lines = _print_config(
+        capsys, "channel", "--quick", "--print-config", "--members", "3", "--workdir", str(workdir)
+    )
+    assert 'task = "channel"' in lines and 'train.precision = "auto"' in lines
+    assert "net.members = 3" in lines and "train.grad_clip_norm = 1.0" in lines
+    assert 'train.monitor = "val_auc"' in lines and "net.direction.base_filters = 8" in lines
+    assert not workdir.exists()
+    # A hand-written file naming one field changes exactly that field.
+    (tmp_path / "one.yaml").write_text("net:\n  bootstrap: online\n")
+    changed = _print_config(
+        capsys, "channel", "--quick", "--print-config", "--config", str(tmp_path / "one.yaml")
+    )
+    default = _print_config(capsys, "channel", "--quick", "--print-config")
+    assert [line for line in changed if line not in default] == ['net.bootstrap = "online"']
+    assert len(changed) == len(default)
+
+
+def test_a_runs_config_json_given_back_gives_the_same_config(dirs):
+    configs = [
+        Path(r["path"], "config.json") for r in load_registry(dirs[1], "dune") if r["status"] == "done"
+    ]
+    first = next(c for c in configs if json.loads(c.read_text()).get("select") == "maintrack")
+    for quick in ([], ["--quick"]):
+        again = dune_experiment.main(
+            ["maintrack", "--config", str(first), *quick, "--devices", "1", "--no-progress", *dirs]
+        )
+        assert again.config["dune"] == json.loads(first.read_text())["dune"]
 
 
 def test_search_resumes_and_every_trial_is_in_the_registry(dirs, capsys):
@@ -53,9 +130,13 @@ def test_search_resumes_and_every_trial_is_in_the_registry(dirs, capsys):
     assert "learning_rate=" in table and "done" in table
 
 
-def test_missing_file_is_one_clear_message(dirs, tmp_path, capsys):
+def test_missing_file_and_unknown_network_are_one_clear_message(dirs, tmp_path, capsys):
     missing = tmp_path / "three_plane_matched_50k.npz"
-    with pytest.raises(SystemExit) as exit_info:
-        cli.run_main(dune_experiment.main, ["direction", *TINY, "--data", str(missing), *dirs])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and str(missing) in err and len(err.strip().splitlines()) == 1
+    for argv, fragment in (
+        (["direction", *TINY, "--data", str(missing), *dirs], str(missing)),
+        (["channel", *TINY, "--network", "three_plane", *dirs], "task channel has networks ('classifier',)"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.run_main(dune_experiment.main, argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err

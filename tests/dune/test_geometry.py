@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from jaxhep.dune import geometry
-from jaxhep.dune.geometry import PLANES, TICK_MM, U, V, X, project
-from jaxhep.dune.readout import ReadoutConfig, trigger_primitives
-from jaxhep.dune.transport import PRIMARY, Segments
+from jaxhep.dune.sim import geometry
+from jaxhep.dune.sim.geometry import PLANES, TICK_MM, U, V, X, project
+from jaxhep.dune.sim.readout import ReadoutConfig, trigger_primitives
+from jaxhep.dune.sim.transport import PRIMARY, Segments
 
 SIN, COS = np.sin(np.deg2rad(35.7)), np.cos(np.deg2rad(35.7))  # 0.5835, 0.8121
 

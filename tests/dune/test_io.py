@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxhep.dune import io
-from jaxhep.dune.simulate import SimConfig, simulate_dataset, simulate_events
+from jaxhep.dune.sim.simulate import SimConfig, simulate_dataset, simulate_events
 from jaxhep.errors import InputError
 from jaxhep.pipeline import EpochPlan, training_batches
 

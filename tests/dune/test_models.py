@@ -111,8 +111,8 @@ def test_direction_models_give_unit_vectors(batch, cls, dtype, head):
     # bfloat16 programs compile ~2x slower on a CPU: one stage per branch is enough for the dtype check.
     cfg = dataclasses.replace(TINY, head=head)
     if dtype != "float32":
-        cfg = dataclasses.replace(cfg, depths=(1, 1, 1), dtype=dtype)
-    model = cls(cfg, rngs=nnx.Rngs(params=0))
+        cfg = dataclasses.replace(cfg, depths=(1, 1, 1))
+    model = cls(cfg, dtype, rngs=nnx.Rngs(params=0))
     params = nnx.state(model, nnx.Param)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))  # params stay fp32
     # SinglePlaneCNN gets images_x alone: it must not read the other planes.
@@ -171,8 +171,8 @@ def test_spatial_attention_gate_in_unit_interval():
 )
 def test_classifier_gives_one_logit(batch, key, width, dtype):
     depth = 3 if dtype == "float32" else 1
-    cfg = ClassifierConfig(key, depth, 2.0, 4, 8, kernel=3, attention_kernel=3, dense=(8,), dtype=dtype)
-    model = ClusterClassifier(cfg, rngs=nnx.Rngs(params=0))
+    cfg = ClassifierConfig(key, depth, 2.0, 4, 8, kernel=3, attention_kernel=3, dense=(8,))
+    model = ClusterClassifier(cfg, dtype, rngs=nnx.Rngs(params=0))
     assert _conv_dtypes(model, batch) == {jnp.dtype(dtype)}
     assert batch[key].shape == (B, 128, width)
     for y in filter(lambda y: y is not None, _run(model, batch, jax.random.PRNGKey(2), dtype == "float32")):
@@ -190,7 +190,9 @@ def test_safe_unit_is_finite_at_zero():
 
 def test_build_model_and_bad_inputs():
     model = nnx.eval_shape(lambda: models.build_model("single_plane", TINY, seed=1))
-    assert isinstance(model, SinglePlaneCNN)
+    assert isinstance(model, SinglePlaneCNN) and model.branches[0].dtype == jnp.float32
+    half = nnx.eval_shape(lambda: models.build_model("classifier", seed=1, precision="bfloat16"))
+    assert half.branch.dtype == jnp.bfloat16  # the run's train.precision
     with pytest.raises(ValueError, match="unknown DUNE model"):
         models.build_model("resnet")
     with pytest.raises(ValueError, match="planes"):

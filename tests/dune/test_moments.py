@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from jaxhep import metrics
-from jaxhep.dune import geometry, moments
+from jaxhep.dune import moments
+from jaxhep.dune.sim import geometry
 from tests.dune.painted import straight_track_images
 
 

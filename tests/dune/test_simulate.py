@@ -5,12 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from jaxhep.dune import argon, geometry, neutrino
-from jaxhep.dune.floor import READOUT_VOXEL_MM, scattering_floor
 from jaxhep.dune.images import CLUSTER_SHAPE, VOLUME_SHAPE
-from jaxhep.dune.readout import ReadoutConfig, trigger_primitives
-from jaxhep.dune.simulate import SimConfig, simulate_dataset, simulate_events
-from jaxhep.dune.transport import PRIMARY, Particles, TransportConfig, shower
+from jaxhep.dune.sim import argon, geometry, neutrino
+from jaxhep.dune.sim.floor import READOUT_VOXEL_MM, scattering_floor
+from jaxhep.dune.sim.readout import ReadoutConfig, trigger_primitives
+from jaxhep.dune.sim.simulate import SimConfig, simulate_dataset, simulate_events
+from jaxhep.dune.sim.transport import PRIMARY, Particles, TransportConfig, shower
 from jaxhep.errors import InputError
 
 FLAT = SimConfig(spectrum="flat", chunk=500)

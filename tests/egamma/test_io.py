@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxhep.egamma.io import EcalImageSource, SplitReader, fit_normalisation, label_from_name, split_indices
-from jaxhep.egamma.simulate import write_hdf5
+from jaxhep.egamma.sim.simulate import write_hdf5
 from jaxhep.errors import InputError
 from jaxhep.pipeline import EpochPlan, training_batches
 from tests.approx import approx
@@ -96,6 +96,12 @@ def test_labels(tmp_path):
     assert EcalImageSource(p).labels.tolist() == [1] * 4
     assert label_from_name("a/SingleElectronPt50.h5") == 1
     assert label_from_name("photon_and_electron.h5") is None
+    # neither y nor a telling name: an error for training, label -1 for prediction
+    p = _write(tmp_path / "crops_noy.hdf5", X=_images(3))
+    with pytest.raises(InputError, match="neither"):
+        EcalImageSource(p)
+    source = EcalImageSource(p, require_labels=False)
+    assert source.labels.tolist() == [-1] * 3 and source.read_rows(np.array([2]))["image"][0, 0, 0, 0] == 2
 
 
 def _write(path, **datasets):

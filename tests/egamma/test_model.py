@@ -34,13 +34,13 @@ def _x(shape, seed=0):
 
 
 @functools.cache
-def _built(cfg: ResNetConfig) -> ResNet15:
-    return build_model(cfg)
+def _built(cfg: ResNetConfig, precision: str) -> ResNet15:
+    return build_model(cfg, precision=precision)
 
 
-def _model(name="se", tiny=False, **fields) -> ResNet15:
+def _model(name="se", tiny=False, precision="float32", **fields) -> ResNet15:
     """A fresh copy of the model for this config (each config is built once per session)."""
-    return nnx.clone(_built(ResNetConfig(name=name, **(TINY if tiny else {}), **fields)))
+    return nnx.clone(_built(ResNetConfig(name=name, **(TINY if tiny else {}), **fields), precision))
 
 
 def _jitted(module, method="__call__"):
@@ -101,9 +101,10 @@ def test_block_gradients_do_not_depend_on_the_cpu_workarounds():
 
 
 @pytest.mark.parametrize("name", ["se", "plain"])
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_whole_model_under_jit(name, dtype):
-    model = _model(name, dtype=dtype)
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_whole_model_under_jit(name, precision):
+    model = _model(name, precision=precision)
+    assert model.stem.dtype == jnp.dtype(precision)  # the builder's precision, not a config field
     model.eval()
     logits = _jitted(model)(_x((2, 32, 32, 2)))
     chex.assert_shape(logits, (2,))

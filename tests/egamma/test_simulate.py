@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from jaxhep.egamma import gflash, tracker
-from jaxhep.egamma.simulate import (
+from jaxhep.egamma.sim import gflash, tracker
+from jaxhep.egamma.sim.simulate import (
     ShowerConfig,
     default_files,
     simulate_events,

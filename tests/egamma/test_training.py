@@ -1,15 +1,20 @@
-"""e/gamma training pieces: the loss against its formula, BatchNorm ResNet sharded = single device."""
+"""e/gamma training pieces: the loss against its formula, BatchNorm ResNet sharded = single device,
+and finished model folders loaded back in their precision."""
 
 import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
-from jaxhep import losses
+from jaxhep import checkpoint, losses
+from jaxhep.config import to_dict
+from jaxhep.egamma.augment import ChannelStats
+from jaxhep.egamma.config import LossConfig
 from jaxhep.egamma.model import ResNetConfig, build_model
-from jaxhep.egamma.training import LossConfig, make_loss_fn, predict_fn
+from jaxhep.egamma.training import load_trained, make_loss_fn, predict_fn
 from jaxhep.mesh import make_mesh, shard_batch
 from jaxhep.train import TrainConfig, Trainer
 
@@ -64,3 +69,24 @@ def test_sharded_step_equals_single_device_step_with_batchnorm():
     (l8, s8), (l1, s1) = out
     np.testing.assert_allclose(l8, l1, rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), s8, s1)
+
+
+@pytest.mark.parametrize(
+    ("meta", "dtype"),
+    [
+        ({"precision": "bfloat16"}, "bfloat16"),
+        ({"model": {**to_dict(TINY), "dtype": "bfloat16"}}, "bfloat16"),  # written before train.precision
+        ({}, "float32"),
+    ],
+)
+def test_a_finished_model_folder_loads_in_the_precision_it_trained_in(tmp_path, meta, dtype):
+    model = build_model(TINY, seed=3)
+    stats = ChannelStats(np.array([1.0, 2.0], np.float32), np.array([3.0, 4.0], np.float32))
+    record = {"name": "se", "model": to_dict(TINY), "stats": stats.to_dict(), **meta}
+    checkpoint.save_model(tmp_path, model, record)
+    trained = load_trained(tmp_path)
+    assert trained.model.dtype == jnp.dtype(dtype) and trained.name == "se"
+    np.testing.assert_array_equal(trained.stats.std, stats.std)
+    jax.tree.map(
+        np.testing.assert_array_equal, nnx.state(trained.model, nnx.Param), nnx.state(model, nnx.Param)
+    )

@@ -13,8 +13,12 @@ import pytest
 
 from experiments import pid as pid_experiment
 from jaxhep import cli
+from jaxhep.config import from_dict
+from jaxhep.pid import experiment
 from jaxhep.pid.api import load_predictor
-from jaxhep.pid.simulate import simulate_tracks, write_table
+from jaxhep.pid.config import PIDConfig
+from jaxhep.pid.dataset import load_table
+from jaxhep.pid.sim.simulate import simulate_tracks, write_table
 from jaxhep.runs import Run, load_registry
 from tests.smoke import smoke_args
 
@@ -60,9 +64,7 @@ def test_quick_run_writes_report_and_reuses_models(dirs):
 
     # The Python API reproduces the run's test predictions from the raw table.
     predictor = load_predictor(run.path, "fse", "full")
-    table = pid_experiment.load_table(
-        pid_experiment.from_dict(pid_experiment.PIDConfig, run.config["pid"]).data, dirs["data"]
-    )
+    table = load_table(from_dict(PIDConfig, run.config["pid"]).data, dirs["data"])
     rows = table.test[:500]
     probs = predictor.predict_proba({k: v[rows] for k, v in table.columns.items()})
     assert probs.shape == (500, 4)
@@ -78,9 +80,23 @@ def test_quick_run_writes_report_and_reuses_models(dirs):
     )
 
 
-def _cli(args, env=None, timeout=400):
+def test_print_config_and_a_runs_config_json_given_back(dirs, capsys):
+    pid_experiment.main(["--quick", "--print-config", "--model", "dnn", "--workdir", dirs["workdir"]])
+    lines = capsys.readouterr().out.splitlines()
+    assert 'models = ["dnn"]' in lines and 'train.precision = "float32"' in lines and "reuse = true" in lines
+    first = [r for r in load_registry(dirs["workdir"], "pid") if r["status"] == "done"][0]
+    config = Path(first["path"]) / "config.json"
+    again = pid_experiment.main(
+        ["--config", str(config), "--workdir", dirs["workdir"], "--data-dir", dirs["data"]]
+    )
+    assert again.config["pid"] == json.loads(config.read_text())["pid"]  # the same run (models reused)
+    assert json.loads((again.path / "metrics.json").read_text())["full"]["fse"]["reused_from"]
+
+
+def _cli(args, env=None, timeout=400, kill_after_epoch=None):
+    faults = ["-m", "tests.faults", "--kill-after-epoch", str(kill_after_epoch)] if kill_after_epoch else []
     return subprocess.run(
-        [sys.executable, "-m", "experiments.pid", *args],
+        [sys.executable, *(faults or ["-m"]), "experiments.pid", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -91,7 +107,7 @@ def _cli(args, env=None, timeout=400):
 
 def test_killed_run_resumes_to_the_same_result(dirs):
     args = _args(dirs, "--model", "fse", "--range", "1-3", "--epochs", "4", "--set", "train.patience=10")
-    killed = _cli(args, env={"JAXHEP_FAULT_KILL_AFTER_EPOCH": "2"})
+    killed = _cli(args, kill_after_epoch=2)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     # killed without a word: the registry lists it as stale (its process is gone), not as running
     run_dir = Path([r for r in load_registry(dirs["workdir"], "pid") if r["status"] == "stale"][-1]["path"])
@@ -187,7 +203,7 @@ def test_infinite_values_are_one_clear_message_before_training(dirs, tmp_path, c
     def no_training(*args, **kwargs):
         raise AssertionError("training started on a table with infinities")
 
-    monkeypatch.setattr(pid_experiment, "train_or_reuse", no_training)
+    monkeypatch.setattr(experiment, "train_model", no_training)
     _expect_user_error(
         capsys,
         _args(dirs, "--data", str(tmp_path / "inf.csv")),

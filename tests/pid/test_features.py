@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxhep.pid.features import Preprocessor, momentum_range_mask, stratified_split
-from jaxhep.pid.simulate import simulate_tracks
+from jaxhep.pid.sim.simulate import simulate_tracks
 from jaxhep.pid.species import FEATURES, LABEL, labels_from_pdg
 from tests.approx import approx
 

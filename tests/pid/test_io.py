@@ -9,7 +9,7 @@ import pytest
 
 from jaxhep.errors import InputError
 from jaxhep.pid.io import read_table
-from jaxhep.pid.simulate import simulate_tracks, write_table
+from jaxhep.pid.sim.simulate import simulate_tracks, write_table
 from jaxhep.pid.species import FEATURES, LABEL
 
 

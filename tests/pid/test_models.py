@@ -81,7 +81,8 @@ def test_fse_ignores_features_of_masked_groups():
 
 
 def test_bf16_compute_gives_float32_logits():
-    model = build_model(ModelConfig(name="fse", embed_dim=16, heads=2, head_hidden=(16, 8), dtype="bfloat16"))
+    cfg = ModelConfig(name="fse", embed_dim=16, heads=2, head_hidden=(16, 8))
+    model = build_model(cfg, precision="bfloat16")
     model.eval()
     out = model(_batch(4))
     chex.assert_type(out, jnp.float32)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from jaxhep.pid import response
 from jaxhep.pid.bayes import DEFAULT_PRIORS, bayes_posterior
-from jaxhep.pid.simulate import SimConfig, default_sample, simulate_tracks
+from jaxhep.pid.sim import response
+from jaxhep.pid.sim.simulate import SimConfig, default_sample, simulate_tracks
 from jaxhep.pid.species import (
     BAYES_PROBS,
     FEATURES,

@@ -27,7 +27,7 @@ from trackml.score import score_event
 from trackml.weights import weight_hits_phase1
 
 from jaxhep.tracking.score import hit_weights, trackml_score
-from jaxhep.tracking.simulate import simulate_event, write_event
+from jaxhep.tracking.sim.simulate import simulate_event, write_event
 
 TOLERANCE = 1e-9
 

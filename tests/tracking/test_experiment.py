@@ -4,37 +4,17 @@ import json
 
 import jax
 import numpy as np
-import pytest
 from flax import nnx
 
 from experiments import tracking as tracking_experiment
 from jaxhep.mesh import make_mesh
 from jaxhep.pipeline import EpochPlan
-from jaxhep.tracking import dataset
+from jaxhep.tracking import config, dataset
+from jaxhep.tracking.config import LossConfig
 from jaxhep.tracking.model import EdgeClassifier, EdgeClassifierConfig, batched_logits
 from jaxhep.tracking.tracks import read_submission
-from jaxhep.tracking.training import LossConfig, auto_pos_weight, make_loss_fn
+from jaxhep.tracking.training import auto_pos_weight, make_loss_fn
 from jaxhep.train import TrainConfig, Trainer
-from tests.smoke import smoke_args
-
-
-@pytest.fixture(scope="module")
-def dirs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("tracking")
-    return {"workdir": str(base / "runs"), "data": str(base / "data")}
-
-
-@pytest.fixture(scope="module")
-def quick_run(dirs):
-    return tracking_experiment.main(
-        smoke_args(
-            "data.n_events=8",
-            "data.pileup=5",
-            "train.epochs=2",
-            workdir=dirs["workdir"],
-            data_dir=dirs["data"],
-        )
-    )
 
 
 def test_quick_run_writes_report_and_a_valid_submission(dirs, quick_run):
@@ -46,7 +26,7 @@ def test_quick_run_writes_report_and_a_valid_submission(dirs, quick_run):
         p.name for p in (run.path / "plots").iterdir()
     }
     sub = read_submission(run.path / "submission.csv")
-    cfg = tracking_experiment.quick_config()
+    cfg = config.quick()
     data_cfg = cfg.data.__class__(**{**cfg.data.__dict__, "n_events": 8, "pileup": 5.0})
     graphs, prefixes = dataset.load_graphs(data_cfg, dirs["data"])
     test_graphs = graphs[-data_cfg.test_events :]
@@ -80,18 +60,9 @@ def test_resumed_finished_run_reuses_the_cached_filter_scores(dirs, quick_run):
     assert after["test"] == before["test"]
 
 
-def test_a_finished_runs_filter_can_be_reused(dirs, quick_run):
+def test_a_finished_runs_filter_can_be_reused(quick_run, reused_filter_run):
     first = json.loads((quick_run.path / "metrics.json").read_text())
-    run = tracking_experiment.main(
-        smoke_args(
-            "data.n_events=8",
-            "data.pileup=5",
-            "train.epochs=1",
-            f"cascade.filter_run={quick_run.path}",
-            workdir=dirs["workdir"],
-            data_dir=dirs["data"],
-        )
-    )
+    run = reused_filter_run
     report = json.loads((run.path / "metrics.json").read_text())
     # the same filter (restored from the first run's best checkpoint) scores the same events alike
     assert report["filter"]["test"] == first["filter"]["test"]
@@ -99,7 +70,7 @@ def test_a_finished_runs_filter_can_be_reused(dirs, quick_run):
 
 
 def test_loss_stays_finite_and_falls_over_hundreds_of_steps(dirs):
-    cfg = dataset.DataConfig(n_events=8, pileup=5.0, val_events=1, test_events=1)
+    cfg = config.DataConfig(n_events=8, pileup=5.0, val_events=1, test_events=1)
     graphs, prefixes = dataset.load_graphs(cfg, dirs["data"])
     train, _, _ = dataset.split(graphs, prefixes, cfg, bidirectional=True)
     model = EdgeClassifier(EdgeClassifierConfig(width=16, heads=2, layers=2), rngs=nnx.Rngs(0))

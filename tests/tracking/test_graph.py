@@ -6,7 +6,7 @@ import pytest
 
 from jaxhep.tracking import graph as G
 from jaxhep.tracking.io import Event
-from jaxhep.tracking.simulate import simulate_event
+from jaxhep.tracking.sim.simulate import simulate_event
 from tests.approx import approx
 
 # Hand-made tracks from the origin, as (particle, pT GeV, cot theta, [(volume, layer, r, phi), ...]);

@@ -7,7 +7,7 @@ import pytest
 
 from jaxhep.errors import InputError
 from jaxhep.tracking.io import DTYPES, list_events, read_event
-from jaxhep.tracking.simulate import simulate_event, write_event
+from jaxhep.tracking.sim.simulate import simulate_event, write_event
 
 
 @pytest.fixture(scope="module")

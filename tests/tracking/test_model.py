@@ -4,8 +4,8 @@ precision, gradients and sharding.
 The formula (PyG's TransformerConv, concat heads): alpha_ij = softmax over the incoming edges of i of
 (W_q x_i + b_q) . (W_k x_j + b_k + W_e e_ij) / sqrt(C); m_i = sum_j alpha_ij (W_v x_j + b_v + W_e e_ij);
 out_i = m_i + W_r x_i + b_r, or with beta: g = sigmoid(w . [m_i, r_i, m_i - r_i]),
-out_i = g r_i + (1 - g) m_i. Optionally also checked against PyG itself when the peer venv of
-`../shared/bench/peers.py` (.peer/, torch + torch_geometric) is present.
+out_i = g r_i + (1 - g) m_i. Optionally also checked against PyG itself when a peer venv `.peer/`
+with torch and torch_geometric is present.
 """
 
 from __future__ import annotations
@@ -290,9 +290,11 @@ def _logits(model, graph):
     return model(graph)
 
 
-def _model(**kw):
+def _model(dtype="float32", **kw):
     return EdgeClassifier(
-        EdgeClassifierConfig(width=16, heads=2, layers=2, node_in=3, edge_in=4, **kw), rngs=nnx.Rngs(0)
+        EdgeClassifierConfig(width=16, heads=2, layers=2, node_in=3, edge_in=4, **kw),
+        dtype=dtype,
+        rngs=nnx.Rngs(0),
     )
 
 
@@ -424,7 +426,7 @@ _PYG_SCRIPT = textwrap.dedent(
 def test_matches_pytorch_geometric_when_available(tmp_path, beta):
     python = ROOT / ".peer" / "bin" / "python"
     if not python.exists():
-        pytest.skip("no .peer venv with torch_geometric (see ../shared/bench/peers.py)")
+        pytest.skip("no .peer venv with torch_geometric")
     rng = np.random.default_rng(11)
     n, e = 9, 30
     x, edges = rng.normal(size=(n, 6)).astype(np.float32), rng.normal(size=(e, 3)).astype(np.float32)

@@ -17,7 +17,7 @@ from jaxhep.tracking.score import (
     trackml_score,
     trackml_score_above_pt,
 )
-from jaxhep.tracking.simulate import simulate_event
+from jaxhep.tracking.sim.simulate import simulate_event
 from tests.approx import approx
 
 # A hand-made event of 11 hits; weights sum to 1.

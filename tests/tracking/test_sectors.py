@@ -5,7 +5,7 @@ import pytest
 
 from jaxhep.tracking.graph import build_graph
 from jaxhep.tracking.sectors import node_phi, phi_sectors
-from jaxhep.tracking.simulate import simulate_event
+from jaxhep.tracking.sim.simulate import simulate_event
 from tests.tracking.handmade import hand_graph
 
 

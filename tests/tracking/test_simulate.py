@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from jaxhep.tracking.detector import GENERIC_DETECTOR, BarrelLayer
-from jaxhep.tracking.propagate import PT_TO_RADIUS_MM, propagate
-from jaxhep.tracking.simulate import generate_particles, simulate_dataset, simulate_event
+from jaxhep.tracking.sim.detector import GENERIC_DETECTOR, BarrelLayer
+from jaxhep.tracking.sim.propagate import PT_TO_RADIUS_MM, propagate
+from jaxhep.tracking.sim.simulate import generate_particles, simulate_dataset, simulate_event
 from tests.approx import approx
 
 

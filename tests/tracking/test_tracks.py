@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxhep.tracking.score import hit_particle_pt, trackml_score
-from jaxhep.tracking.simulate import simulate_event
+from jaxhep.tracking.sim.simulate import simulate_event
 from jaxhep.tracking.tracks import (
     build_tracks,
     connected_components,

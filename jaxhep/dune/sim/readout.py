@@ -23,8 +23,8 @@ import dataclasses
 
 import numpy as np
 
-from jaxhep.dune import argon, geometry
-from jaxhep.dune.transport import PRIMARY, Segments
+from jaxhep.dune.sim import argon, geometry
+from jaxhep.dune.sim.transport import PRIMARY, Segments
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +35,8 @@ class ReadoutConfig:
     max_packets: int = 8  # per segment (segments are at most 3 mm)
     drift_length_mm: float = 3500.0  # DUNE FD horizontal drift, APA to cathode (TDR Vol. IV)
     lifetime_us: float = 10_000.0  # electron lifetime, assumed (DUNE requires > 3 ms)
-    diffusion_long_cm2_s: float = 7.2  # DATA.md §4
-    diffusion_trans_cm2_s: float = 12.0  # DATA.md §4
+    diffusion_long_cm2_s: float = 7.2  # DUNE FD TDR Vol. IV
+    diffusion_trans_cm2_s: float = 12.0  # DUNE FD TDR Vol. IV
     # ADC x tick per MeV deposited by a MIP (R = 0.7); the defaults of online-pointing-utils'
     # parameters/conversion.dat: collection 3600, induction 900.
     adc_per_mev: tuple[float, float, float] = (900.0, 900.0, 3600.0)  # U, V, X

@@ -1,8 +1,9 @@
 """Liquid argon as a medium for MeV electrons and photons: stopping powers, ranges, recombination.
 
-Every length is in mm and every energy in MeV. Sources, beside each constant: DATA.md §4, the PDG
-"Atomic and nuclear properties" table for liquid argon, ICRU Report 37 (electron collision stopping
-power), the ArgoNeuT recombination fit, and NIST XCOM for photon attenuation (approximate values).
+Every length is in mm and every energy in MeV. Sources, beside each constant: the DUNE FD TDR
+(Vol. IV), the PDG "Atomic and nuclear properties" table for liquid argon, ICRU Report 37 (electron
+collision stopping power), the ArgoNeuT recombination fit, and NIST XCOM for photon attenuation
+(approximate values).
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 ELECTRON_MASS = 0.51099895  # MeV
-DENSITY = 1.39  # g/cm^3, liquid argon at 87 K (DATA.md §4)
-RADIATION_LENGTH_MM = 140.0  # X0 = 19.55 g/cm^2 / 1.39 g/cm^3 = 14.0 cm (DATA.md §4, PDG)
-W_ION_MEV = 23.6e-6  # mean energy per ionisation electron (DATA.md §4)
+DENSITY = 1.39  # g/cm^3, liquid argon at 87 K (DUNE FD TDR Vol. IV)
+RADIATION_LENGTH_MM = 140.0  # X0 = 19.55 g/cm^2 / 1.39 g/cm^3 = 14.0 cm (DUNE FD TDR Vol. IV, PDG)
+W_ION_MEV = 23.6e-6  # mean energy per ionisation electron (DUNE FD TDR Vol. IV)
 Z, A = 18, 39.948
 Z_OVER_A = Z / A
-E_FIELD_KV_CM = 0.5  # drift field (DATA.md §4)
+E_FIELD_KV_CM = 0.5  # drift field (DUNE FD TDR Vol. IV)
 
 # ICRU 37 constant: 2 pi r_e^2 m_e c^2 N_A = 0.153537 MeV cm^2/g, times rho / 10 for MeV per mm.
 _K_HALF_PER_MM = 0.153537 * Z_OVER_A * DENSITY / 10.0
@@ -49,7 +50,7 @@ def collision_stopping_power(kinetic: np.ndarray) -> np.ndarray:
     """Electron collision stopping power in LAr, MeV/mm, for kinetic energies [...] (MeV).
 
     ICRU 37 formula for electrons (Moller cross section) with the density effect: 1.90 MeV/cm at
-    1 MeV, 2.16 MeV/cm at 10 MeV; the heavy-particle "MIP" value 2.1 MeV/cm of DATA.md lies between.
+    1 MeV, 2.16 MeV/cm at 10 MeV; the heavy-particle "MIP" value 2.1 MeV/cm (TDR) lies between.
     Below ~10 keV the formula fails; it is floored there (such electrons stop within microns).
     """
     t = np.maximum(np.asarray(kinetic, dtype=np.float64), 0.01) / ELECTRON_MASS
@@ -120,7 +121,7 @@ def recombination(dedx_mev_per_mm: np.ndarray) -> np.ndarray:
     """Fraction of ionisation electrons surviving recombination: modified box model.
 
     R = ln(alpha + xi) / xi, xi = beta dE/dx / (rho E), alpha = 0.93, beta = 0.212 (kV/cm)(g/cm^2)/MeV
-    (ArgoNeuT, JINST 8 (2013) P08005), E = 0.5 kV/cm: R = 0.70 at 2.1 MeV/cm (DATA.md: R ~ 0.7).
+    (ArgoNeuT, JINST 8 (2013) P08005), E = 0.5 kV/cm: R = 0.70 at 2.1 MeV/cm (the TDR's R ~ 0.7).
     """
     dedx_cm = np.maximum(np.asarray(dedx_mev_per_mm, dtype=np.float64) * 10.0, 1e-3)
     xi = 0.212 * dedx_cm / (DENSITY * E_FIELD_KV_CM)

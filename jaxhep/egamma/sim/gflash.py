@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# PbWO4. X0 = 0.89 cm (DATA.md; PDG: 0.8903 cm). Molière radius 2.0 cm (PDG review "Particle
-# detectors", inorganic scintillators table; DATA.md "≈ 2 cm"). Critical energy for electrons
+# PbWO4. X0 = 0.89 cm (PDG: 0.8903 cm). Molière radius 2.0 cm (PDG review "Particle
+# detectors", inorganic scintillators table). Critical energy for electrons
 # 9.64 MeV (PDG "Atomic and nuclear properties", lead tungstate). Z_eff = mass-weighted mean Z,
 # GFlash's rule for compounds: Pb 45.5 %, W 40.4 %, O 14.1 % by mass -> 68.4.
 X0_MM = 8.9

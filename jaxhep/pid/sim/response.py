@@ -1,7 +1,7 @@
 """Nominal ALICE Run 3 detector response for PID: what O2Physics *expects* a species to give.
 
 These are the formulas the reconstruction uses to turn a measurement into n_sigma
-values; `jaxhep.pid.simulate` computes every `tpc_nsigma_*` / `tof_nsigma_*` column with
+values; `jaxhep.pid.sim.simulate` computes every `tpc_nsigma_*` / `tof_nsigma_*` column with
 them, unchanged. The simulated *true* response deviates from them on purpose (see the
 `simulate` module docstring); these functions stay nominal.
 

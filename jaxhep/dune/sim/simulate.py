@@ -48,10 +48,11 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxhep.dune import argon, geometry, images, neutrino
+from jaxhep.dune import images
 from jaxhep.dune.clusters import cluster_tps, main_clusters, summarise
-from jaxhep.dune.readout import ReadoutConfig, trigger_primitives
-from jaxhep.dune.transport import GAMMA, PRIMARY, RADIOLOGICAL, Particles, TransportConfig, shower
+from jaxhep.dune.sim import argon, geometry, neutrino
+from jaxhep.dune.sim.readout import ReadoutConfig, trigger_primitives
+from jaxhep.dune.sim.transport import GAMMA, PRIMARY, RADIOLOGICAL, Particles, TransportConfig, shower
 from jaxhep.errors import InputError
 
 FORMAT_VERSION = 1
@@ -64,7 +65,7 @@ AR39_Q_MEV = 0.565
 class SimConfig:
     """Every knob of the event simulation (MeV, mm)."""
 
-    nu_mean_energy: float = 12.0  # <E> of the pinched spectrum (DATA.md: 10-15 MeV)
+    nu_mean_energy: float = 12.0  # <E> of the pinched spectrum (supernova models: 10-15 MeV)
     pinching: float = 2.5  # alpha of the pinched spectrum (Keil, Raffelt & Janka 2003: 2-5)
     spectrum: str = "supernova"  # or "flat": E_nu uniform, to cover the energy window evenly
     energy_range: tuple[float, float] = (5.0, 50.0)  # electron kinetic energy window

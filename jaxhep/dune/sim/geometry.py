@@ -6,7 +6,7 @@ wires U and V are at +-35.7 degrees to the collection wires, in the y-z plane; a
 measures the distance along that plane's *pitch direction* (in the y-z plane, perpendicular to its
 wires). The drift time measures x.
 
-Numbers: DATA.md §4 (DUNE FD technical design report, Vol. IV): U, V pitch 4.669 mm, X pitch 4.79 mm,
+Numbers: the DUNE FD technical design report, Vol. IV: U, V pitch 4.669 mm, X pitch 4.79 mm,
 drift speed 1.6 mm/µs at 500 V/cm, one readout tick = 0.5 µs, hence 0.8 mm of drift per tick.
 
 Simplifications: one drift volume (x >= 0 drifts towards the planes at x = 0; real APAs read two,
@@ -20,8 +20,8 @@ import dataclasses
 
 import numpy as np
 
-DRIFT_SPEED_MM_PER_US = 1.6  # at 500 V/cm (DATA.md §4)
-TICK_US = 0.5  # readout sampling period (DATA.md §4)
+DRIFT_SPEED_MM_PER_US = 1.6  # at 500 V/cm (DUNE FD TDR Vol. IV)
+TICK_US = 0.5  # readout sampling period (DUNE FD TDR Vol. IV)
 TICK_MM = DRIFT_SPEED_MM_PER_US * TICK_US  # 0.8 mm of drift per tick
 
 
@@ -47,7 +47,7 @@ class WirePlane:
         return np.array([0.0, -np.sin(a), np.cos(a)])
 
 
-U = WirePlane("U", 0, +35.7, 4.669)  # induction (DATA.md §4)
+U = WirePlane("U", 0, +35.7, 4.669)  # induction (DUNE FD TDR Vol. IV)
 V = WirePlane("V", 1, -35.7, 4.669)  # induction
 X = WirePlane("X", 2, 0.0, 4.79)  # collection
 PLANES: tuple[WirePlane, ...] = (U, V, X)

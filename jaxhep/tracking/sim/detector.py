@@ -1,8 +1,8 @@
 """The ACTS "GenericDetector" of the TrackML challenge, as plain data.
 
 Sources (all lengths in mm):
-- layer positions, barrel half-lengths and the endcap |z| are those of DATA.md §1, which quotes the
-  TrackML paper (arXiv:1904.06778) and the ACTS GenericDetector;
+- layer positions, barrel half-lengths and the endcap |z| are those of the TrackML paper
+  (arXiv:1904.06778) and the ACTS GenericDetector;
 - module binning (phi x z modules per barrel layer, phi modules per endcap ring), readout pitches,
   sensor thicknesses and the support material per layer come from ACTS
   `Examples/Detectors/GenericDetector` (`BuildGenericDetector.hpp` / `GenericDetectorBuilder.cpp`);
@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Solenoid field along +z, tesla (DATA.md §1, TrackML paper).
+# Solenoid field along +z, tesla (TrackML paper, arXiv:1904.06778).
 B_FIELD_T = 2.0
 
 # Radiation lengths in mm, as in ACTS GenericDetectorBuilder (Material(X0, L0, A, Z, rho)).
@@ -152,7 +152,7 @@ def _endcap_pair(volumes, abs_z, r_min, r_max, technology, support_mm, rings) ->
 
 
 def generic_detector() -> Detector:
-    """The TrackML detector (DATA.md §1 table; material and binning from ACTS)."""
+    """The TrackML detector (the TrackML paper's layer table; material and binning from ACTS)."""
     # Support material per layer (ACTS layer MaterialProperties, silicon): pixel 1.5 mm, short-strip
     # barrel 2 mm / endcap 2.5 mm, long-strip barrel 2.5 mm / endcap 3.5 mm.
     barrel = (

@@ -2,8 +2,8 @@
 
 The CMS tracker is modelled as thin slabs of material at the radii of its barrel layers
 (3 pixel, 4 TIB, 6 TOB) and of its outer support, in a uniform B = 3.8 T field along z; the
-ECAL barrel front is at R = 1.29 m (DATA.md §3). A particle of transverse momentum pT curls
-with radius Rc = pT / (0.3 B), so an unradiating 50 GeV electron reaches the ECAL
+ECAL barrel front is at R = 1.29 m (CMS detector paper, JINST 3 S08004). A particle of transverse
+momentum pT curls with radius Rc = pT / (0.3 B), so an unradiating 50 GeV electron reaches the ECAL
 ΔΦ = R / (2 Rc) = 0.0147 rad (0.85 crystal) from where a photon of the same direction lands.
 
 Each event carries two tracks (an electron, or the e+e− pair of a converted photon, or one
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-B_TESLA = 3.8  # CMS solenoid (DATA.md)
-R_ECAL_M = 1.29  # ECAL barrel front face (DATA.md)
+B_TESLA = 3.8  # CMS solenoid (JINST 3 S08004)
+R_ECAL_M = 1.29  # ECAL barrel front face (JINST 3 S08004)
 CONVERSION_PER_X0 = 7.0 / 9.0  # pair-production mean free path 9/7 X0 (PDG, "Passage of particles")
 # Barrel layer radii (m) of the CMS tracker (JINST 3 S08004, Run 1): pixel 4.4 / 7.3 / 10.2 cm,
 # TIB 25.5 / 33.9 / 41.8 / 49.8 cm, TOB 60.8 ... 108 cm, plus one slab at 1.18 m for the outer

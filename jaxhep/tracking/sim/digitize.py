@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxhep.tracking.detector import BarrelLayer, Detector
+from jaxhep.tracking.sim.detector import BarrelLayer, Detector
 
 # Mean energy loss of a minimum-ionising particle in silicon, 1.664 MeV cm^2/g x 2.329 g/cm^3
 # (PDG atomic and nuclear properties of Si), and the Landau most probable value for thin sensors,

@@ -1,7 +1,7 @@
 """Simulated ALICE Run 3 Pb-Pb tracks in the seed data set's 21-column format.
 
 The measured quantities (dE/dx, time of flight) are drawn from a *true* detector
-response that is deliberately not the nominal one of `jaxhep.pid.response`, while
+response that is deliberately not the nominal one of `jaxhep.pid.sim.response`, while
 every derived column (`tpc_nsigma_*`, `tof_nsigma_*`, `tof_beta`, `bayes_prob_*`) is
 computed from the nominal response exactly as O2 would. If the truth were the Gaussian
 the Bayesian PID assumes, with its global priors equal to the true mix at every momentum,
@@ -34,8 +34,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from jaxhep.pid import response
 from jaxhep.pid.bayes import DEFAULT_PRIORS, bayes_posterior
+from jaxhep.pid.sim import response
 from jaxhep.pid.species import FEATURES, LABEL, MASSES_GEV, N_SPECIES, PDG_CODES, SPECIES
 
 Knots = tuple[tuple[float, float], ...]

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxhep.dune.neutrino import isotropic
-from jaxhep.dune.transport import PRIMARY, Particles, TransportConfig, shower
+from jaxhep.dune.sim.neutrino import isotropic
+from jaxhep.dune.sim.transport import PRIMARY, Particles, TransportConfig, shower
 
 
 def principal_axes(

@@ -25,8 +25,8 @@ import dataclasses
 
 import numpy as np
 
-from jaxhep.dune import argon
-from jaxhep.dune.neutrino import orthonormal_basis, rotate_to
+from jaxhep.dune.sim import argon
+from jaxhep.dune.sim.neutrino import orthonormal_basis, rotate_to
 
 PRIMARY, GAMMA, RADIOLOGICAL = 0, 1, 2
 

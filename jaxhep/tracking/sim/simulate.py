@@ -1,9 +1,9 @@
 """A fast TrackML event simulator that writes the real file format.
 
-Physics choices (details and sources in BUILD_NOTES.md, "TrackML data"):
+Physics choices (details and sources in BUILD_NOTES.md, "Detector, simulator, reader, score"):
 - pile-up: max(1, Poisson(mu)) interactions, each at a vertex with sigma_z = 55 mm, sigma_xy = 15 um;
 - charged multiplicity per interaction: negative binomial with mean 50 (k = 2), so mu = 200 gives
-  about 10,000 particles (DATA.md §1);
+  about 10,000 particles (TrackML paper, arXiv:1904.06778);
 - species pi / K / p / e / mu with fractions 0.82 / 0.11 / 0.05 / 0.015 / 0.005 (LHC pp: K/pi ~ 0.13,
   p/pi ~ 0.06), charge +-1 with equal odds;
 - pT from dN/dpT ~ pT (1 + pT/p0)^-n with p0 = 0.98 GeV, n = 6.6 (mean 0.545 GeV as CMS measured
@@ -26,13 +26,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from jaxhep.tracking import digitize
-from jaxhep.tracking.detector import GENERIC_DETECTOR, Detector
 from jaxhep.tracking.io import DTYPES, PARTS, find_file
-from jaxhep.tracking.propagate import propagate
 from jaxhep.tracking.score import hit_weights
+from jaxhep.tracking.sim import digitize
+from jaxhep.tracking.sim.detector import GENERIC_DETECTOR, Detector
+from jaxhep.tracking.sim.propagate import propagate
 
-# Beam spot (DATA.md §1): sigma_z = 55 mm, sigma_x = sigma_y = 15 um.
+# Beam spot (TrackML paper, arXiv:1904.06778): sigma_z = 55 mm, sigma_x = sigma_y = 15 um.
 VERTEX_SIGMA_Z_MM = 55.0
 VERTEX_SIGMA_XY_MM = 0.015
 # Negative-binomial shape of the multiplicity per interaction (a choice, not a fit).

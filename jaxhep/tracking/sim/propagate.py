@@ -1,7 +1,7 @@
 """Transport of charged particles through the detector: helices, surface crossings, multiple scattering.
 
 A particle moves on a helix in the uniform solenoid field B along +z: in the transverse plane a circle
-of radius R[mm] = 1000 * pT[GeV] / (0.3 * B[T]) (DATA.md §1), along z a straight line in the transverse
+of radius R[mm] = 1000 * pT[GeV] / (0.3 * B[T]), along z a straight line in the transverse
 arc length. A positive particle turns clockwise seen from +z (force q v x B).
 
 The loop runs over crossings, not particles: at each step every live particle finds, analytically and
@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxhep.tracking.detector import Detector
+from jaxhep.tracking.sim.detector import Detector
 
-# R[mm] = PT_TO_RADIUS * pT[GeV] / B[T]: R[m] = pT / (0.3 B) (DATA.md §1; 0.3 = c / 1e9 rounded,
+# R[mm] = PT_TO_RADIUS * pT[GeV] / B[T]: R[m] = pT / (0.3 B) for a unit charge (0.3 = c / 1e9 rounded,
 # the exact factor is 0.299792458).
 PT_TO_RADIUS_MM = 1000.0 / 0.299792458
 
-# Highland formula (PDG Review, "Passage of particles through matter"), DATA.md §1:
+# Highland formula (PDG Review, "Passage of particles through matter"):
 # theta0 = 13.6 MeV / (beta c p) * sqrt(x/X0) * (1 + 0.038 ln(x/X0)).
 HIGHLAND_MEV = 13.6
 HIGHLAND_LOG = 0.038

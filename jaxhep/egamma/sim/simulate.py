@@ -1,9 +1,9 @@
 """Simulated ML4SCI electron / photon ECAL crops, in the real files' HDF5 layout.
 
 One event is a single 50 GeV-pT electron or photon from the beam spot into the CMS ECAL barrel
-(DATA.md §3). `jaxhep.egamma.tracker` carries it through the tracker (bending, brem,
-conversions) to a set of sub-showers at the ECAL front; `jaxhep.egamma.gflash` turns the
-event into `n_spots` (2000) equal-energy spots shared among its sub-showers (Gamma
+(BUILD_NOTES.md, "Electron vs photon"). `jaxhep.egamma.sim.tracker` carries it through the tracker
+(bending, brem, conversions) to a set of sub-showers at the ECAL front; `jaxhep.egamma.sim.gflash`
+turns the event into `n_spots` (2000) equal-energy spots shared among its sub-showers (Gamma
 longitudinal profile, two-component radial profile growing with depth); the spots are
 histogrammed into crystals (Δη × Δφ = 0.0174 × 0.0174, one 22 mm face, widening by
 (R + depth)/R along the quasi-projective crystal), a 32 x 32 crop is cut around the most
@@ -35,10 +35,10 @@ from typing import Literal
 import h5py
 import numpy as np
 
-from jaxhep.egamma import gflash, tracker
+from jaxhep.egamma.sim import gflash, tracker
 
-CRYSTAL_RAD = 0.0174  # CMS ECAL barrel crystal, Δη = Δφ (DATA.md)
-CRYSTAL_MM = 22.0  # front face (DATA.md)
+CRYSTAL_RAD = 0.0174  # CMS ECAL barrel crystal, Δη = Δφ (CMS detector paper, JINST 3 S08004)
+CRYSTAL_MM = 22.0  # front face (JINST 3 S08004)
 CRYSTAL_LENGTH_X0 = 230.0 / gflash.X0_MM  # 23 cm PbWO4 crystals = 25.8 X0 (CMS ECAL TDR)
 CROP = 32
 _GRID = 64  # local crystal grid the spots are histogrammed into before cropping
@@ -64,7 +64,7 @@ class ShowerConfig:
     tilt_deg: float = 3.0  # EB crystals point 3 deg off the nominal vertex in eta and phi (CMS ECAL TDR)
     beamspot_z_mm: float = 50.0  # LHC 2012 luminous region, sigma_z ~ 5 cm: tilts the shower in eta
     # --- readout ------------------------------------------------------------------------------
-    stochastic: float = 0.028  # sigma/E = 2.8 %/sqrt(E) (+) 12 %/E (+) 0.3 % (DATA.md); the
+    stochastic: float = 0.028  # sigma/E = 2.8 %/sqrt(E) (+) 12 %/E (+) 0.3 % (JINST 3 S08004); the
     constant: float = 0.003  # 12 %/E noise term comes from the per-crystal noise summed over 3x3
     noise_gev: float = 0.04  # EB per-crystal noise, ~40 MeV (CMS ECAL, JINST 8 (2013) P09009)
     zs_threshold_gev: float = 0.1  # zero suppression, ~2.5 sigma of the noise

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jaxhep.dune.argon import ELECTRON_MASS, gamma_beta
+from jaxhep.dune.sim.argon import ELECTRON_MASS, gamma_beta
 
 SIN2_THETA_W = 0.2312  # weak mixing angle (PDG)
 # nu_e - e elastic scattering couplings including the charged-current (W exchange) part:

@@ -1,0 +1,1 @@
+"""The simulated DUNE supernova sample: argon, neutrinos, transport, readout, events, scattering floor."""

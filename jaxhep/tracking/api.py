@@ -1,0 +1,91 @@
+"""Use a trained tracking run from Python: an event's hits -> graph -> both stages -> tracks.
+
+    from jaxhep.tracking.api import load_predictor
+    tracker = load_predictor("runs/tracking/<run-id>")
+    tracks = tracker.predict("path/to/event000001000")   # {"hit_id": [N], "track_id": [N]}
+
+An event is the path prefix of its TrackML files (`-hits.csv` and, if there, `-cells.csv`; truth and
+particles are not needed) or an event already read (`io.Event`, or `simulate_event`'s dict). The graph
+is built with the run's data settings, the filter (stage 1) prunes it at the run's threshold, the
+edge classifier scores what is left at its threshold (both from the run's metrics.json), and tracks
+are built from the scored edges by the run's `eval.track_method`, as for the run's submission.csv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from jaxhep.errors import InputError
+from jaxhep.runs import Run
+from jaxhep.tracking import cascade
+from jaxhep.tracking.config import TrackingConfig, run_config
+from jaxhep.tracking.graph import NODE_FEATURES, EventGraph, build_graph
+from jaxhep.tracking.io import Event, read_event
+from jaxhep.tracking.model import EdgeClassifier
+from jaxhep.tracking.tracks import build_tracks
+from jaxhep.tracking.training import checkpoint_dir, graph_scores, load_classifier, reused_filter
+
+
+@dataclass
+class TrackingPredictor:
+    """The classifiers of a finished run with the settings they were used with."""
+
+    cfg: TrackingConfig
+    edges: EdgeClassifier  # the classifier whose scores make the tracks
+    threshold: float  # its edge threshold (best F1 on the run's validation events)
+    filter: EdgeClassifier | None = None  # stage 1 of a two-stage run
+    filter_threshold: float | None = None
+
+    def graph(self, event: str | os.PathLike | Event | dict) -> EventGraph:
+        """The event's graph, built as the run built its graphs."""
+        if isinstance(event, str | os.PathLike):
+            event = read_event(event, parts=("hits", "cells"))
+        data = self.cfg.data
+        # The run's graphs had cell features when its model takes them (zeros for an event without cells).
+        cells = self.cfg.model.node_in == len(NODE_FEATURES)
+        return build_graph(event, data.method, k=data.k, pt_min=data.pt_min, cell_features=cells)
+
+    def edge_scores(self, event) -> tuple[EventGraph, np.ndarray]:
+        """(the event's graph, the probability [E] of each of its edges): the second stage's score of
+        the edges the filter keeps, 0 for those it drops."""
+        graph = self.graph(event)
+        if self.filter is None:
+            return graph, graph_scores(self.edges, [graph])[0]
+        # The run pruned with its cached filter scores, which are float16 (cascade.save_scores).
+        first = graph_scores(self.filter, [graph])[0].astype(np.float16).astype(np.float32)
+        pruned, kept = cascade.prune(graph, first, self.filter_threshold)
+        second = graph_scores(self.edges, [pruned])[0] if pruned.n_edge else np.zeros(0, np.float32)
+        return graph, cascade.scatter_scores(graph.n_edge, kept, second)
+
+    def predict(self, event) -> dict[str, np.ndarray]:
+        """The tracks of an event as submission.csv has them: {"hit_id": [N] int64 in the hits
+        file's order, "track_id": [N] int64, 1..K}."""
+        graph, scores = self.edge_scores(event)
+        track_id = build_tracks(
+            graph.n_node, graph.senders, graph.receivers, scores, self.threshold, self.cfg.eval.track_method
+        )
+        return {"hit_id": np.asarray(graph.hit_id, np.int64), "track_id": np.asarray(track_id, np.int64)}
+
+
+def load_predictor(run_dir: str | os.PathLike) -> TrackingPredictor:
+    """The classifiers of the finished tracking run in folder `run_dir` (its best checkpoints, rebuilt
+    from its config.json; the filter of `cascade.filter_run` when it took that one) and their
+    thresholds (from its metrics.json)."""
+    run = Run.open(run_dir)
+    cfg = run_config(run.config, run.path / "config.json")
+    path = run.path / "metrics.json"
+    if not path.is_file():
+        raise InputError(path, "not found: the run has not finished (resume it first)")
+    metrics = json.loads(path.read_text())
+    edges = load_classifier(cfg, checkpoint_dir(run.path, "edges"))
+    if cfg.cascade.stages == 1:
+        return TrackingPredictor(cfg, edges, metrics["threshold"])
+    if cfg.cascade.filter_run:
+        first = reused_filter(cfg.cascade.filter_run)
+    else:
+        first = load_classifier(cfg, checkpoint_dir(run.path, "filter"))
+    return TrackingPredictor(cfg, edges, metrics["threshold"], first, metrics["filter"]["test"]["threshold"])

@@ -1,0 +1,1 @@
+"""Simulated TrackML events: detector, transport (`propagate`), hits (`digitize`), events (`simulate`)."""
