@@ -11,20 +11,14 @@ python -m experiments.dune registry                  # every run and trial, as a
 from jaxhep import cli
 from jaxhep.dune import config, experiment, search
 
-TASK = cli.Task(
+TASK = cli.Task.of(
     "dune",
     __doc__,
     config.DuneConfig,
-    config.default,
-    config.quick,
-    experiment.load_data,
-    experiment.train_and_evaluate,
-    flags=config.FLAGS,
-    select=config.SELECT,
-    check=config.check,
+    config,
+    experiment,
     search=search.search,
     commands={"registry": experiment.registry},
-    registry_params=config.registry_params,
 )
 
 

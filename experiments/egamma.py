@@ -10,17 +10,7 @@ python -m experiments.egamma --model se --tpu
 from jaxhep import cli
 from jaxhep.egamma import config, experiment
 
-TASK = cli.Task(
-    "egamma",
-    __doc__,
-    config.EgammaConfig,
-    config.default,
-    config.quick,
-    experiment.load_data,
-    experiment.train_and_evaluate,
-    flags=config.FLAGS,
-    check=config.check,
-)
+TASK = cli.Task.of("egamma", __doc__, config.EgammaConfig, config, experiment)
 
 
 def main(argv=None):

@@ -10,17 +10,7 @@ python -m experiments.pid --tpu                  # same on a TPU (clear error if
 from jaxhep import cli
 from jaxhep.pid import config, experiment
 
-TASK = cli.Task(
-    "pid",
-    __doc__,
-    config.PIDConfig,
-    config.default,
-    config.quick,
-    experiment.load_data,
-    experiment.train_and_evaluate,
-    flags=config.FLAGS,
-    check=config.check,
-)
+TASK = cli.Task.of("pid", __doc__, config.PIDConfig, config, experiment)
 
 
 def main(argv=None):

@@ -13,17 +13,7 @@ classifier as the first stage.
 from jaxhep import cli
 from jaxhep.tracking import config, experiment
 
-TASK = cli.Task(
-    "tracking",
-    __doc__,
-    config.TrackingConfig,
-    config.default,
-    config.quick,
-    experiment.load_data,
-    experiment.train_and_evaluate,
-    flags=config.FLAGS,
-    check=config.check,
-)
+TASK = cli.Task.of("tracking", __doc__, config.TrackingConfig, config, experiment)
 
 
 def main(argv=None):

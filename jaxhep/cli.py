@@ -165,6 +165,26 @@ class Task:
     commands: dict[str, Callable[[argparse.Namespace], Any]] = field(default_factory=dict)
     registry_params: Callable[[Any], dict] | None = None
 
+    @classmethod
+    def of(cls, name: str, doc: str, config_type: type, config, experiment, **extra) -> Task:
+        """The Task of a package's standard modules: `config.default / quick / FLAGS` (and `check`,
+        `SELECT`, `registry_params` where the task has them), `experiment.load_data /
+        train_and_evaluate`; `extra`: the other fields (search, commands)."""
+        return cls(
+            name,
+            doc,
+            config_type,
+            config.default,
+            config.quick,
+            experiment.load_data,
+            experiment.train_and_evaluate,
+            flags=config.FLAGS,
+            select=getattr(config, "SELECT", None),
+            check=getattr(config, "check", None),
+            registry_params=getattr(config, "registry_params", None),
+            **extra,
+        )
+
     def parser(self) -> argparse.ArgumentParser:
         lines = self.doc.strip().splitlines()
         p = base_parser(f"python -m experiments.{self.name}", lines[0])
