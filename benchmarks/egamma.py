@@ -5,7 +5,8 @@
     python benchmarks/egamma.py --batch 256 --config plain --dtype bfloat16
     python benchmarks/egamma.py --pipeline --batch 512 --workers 4   # the input pipeline alone
 
-`--config peer` is exactly `../shared/bench/peers.py resnet`'s network (pre-activation blocks
+`--config peer` is exactly the network of the PyTorch peer's `peers.py resnet` (outside this
+repository; BUILD_NOTES.md) (pre-activation blocks
 with SE, no groups, no attention pooling, no dropout, 2 logits, 1 668 850 parameters) trained
 as the peer trains it: softmax cross-entropy, AdamW (lr 1e-3, weight decay 0.01, PyTorch's
 defaults), no gradient clipping. "se" and "plain" have one logit and train on binary

@@ -31,7 +31,8 @@ Configurations (`ResNetConfig.name`; every field can still be set explicitly):
 * "plain": the plain ResNet-15 of the CMS end-to-end papers (Andrews et al.,
   arXiv:1807.11916): stem + 7 residual blocks, no SE, no groups, global average pooling,
   no dropout, one logit. Same widths as "se", so the two differ only in the seed's additions.
-* "peer": exactly `../shared/bench/peers.py resnet` (1 668 850 parameters, as torch counts): "se" without
+* "peer": exactly the PyTorch peer's `peers.py resnet` (outside this repository; BUILD_NOTES.md;
+  1 668 850 parameters, as torch counts): "se" without
   groups, attention pooling or dropout, average pooling, 2 logits. For like-for-like races.
 
 The compute dtype is `build_model`'s `precision` ("float32" or "bfloat16", from `train.precision`);

@@ -20,7 +20,7 @@ with priors C_i. We evaluate it in log space: identical to pidBayes in exact ari
 but it never underflows (pidBayes, in float32, falls back to uniform probabilities when
 every species' likelihood underflows; that would weaken the baseline for nothing).
 
-Two deliberate differences from the C++ are documented in `.notes/pid_simulation.md`:
+Two deliberate differences from the C++ are kept on purpose (BUILD_NOTES.md, PID simulator):
 pidBayes replaces an out-of-range TPC likelihood by 1/N_species (we keep exp(-12.5), as
 the AliRoot AliPIDResponse did), and its default priors are flat (we use the abundances).
 """

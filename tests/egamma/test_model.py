@@ -134,7 +134,7 @@ def test_features_under_jit_for_any_batch_size():
 
 
 def test_parameter_counts():
-    """peer = torch's count of ../shared/bench/peers.py ResNet15 (1 668 850).
+    """peer = torch's count of the PyTorch peer's ResNet15 (peers.py, outside this repository) (1 668 850).
 
     se = peer - half of the 7 second convs' weights (groups=2: 9 * (2*32^2 + 2*64^2 + 2*128^2 +
     256^2) / 2 = 488 448) - 257 (2 -> 1 logit) + 256 (the attention score) = 1 180 401.
