@@ -23,6 +23,7 @@ from typing import Any
 
 from jaxhep import interrupt
 from jaxhep.config import (
+    RUN_RECORD_KEYS,
     changed_fields,
     flat_items,
     from_dict,
@@ -282,7 +283,7 @@ def resolve_config(task: Task, args: argparse.Namespace):
     config = run.config
     if task.name not in config:
         other = next(
-            (k for k in config if k not in ("argv", "data_fingerprint", "provenance", "select")),
+            (k for k in config if k not in RUN_RECORD_KEYS),
             "another task",
         )
         raise ConfigError(

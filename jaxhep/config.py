@@ -190,6 +190,11 @@ def flat_items(cfg: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+# The keys of a run's config.json beside the task's own section (named by the task): how the run was
+# started. A key not among these names the task whose run it is.
+RUN_RECORD_KEYS = ("argv", "data_fingerprint", "provenance", "select")
+
+
 def read_config_file(path: str | Path, cls: type[T], key: str, base: T) -> T:
     """`base` with the settings of a JSON or YAML file: a run's own config.json (its `key`
     section is taken) or a file written by a person, which may name only the fields it changes.
@@ -218,7 +223,7 @@ def read_config_file(path: str | Path, cls: type[T], key: str, base: T) -> T:
     if key in data:
         data = data[key]
     elif "provenance" in data:  # a run's config.json, of another task
-        other = next((k for k in data if k not in ("argv", "provenance", "select")), "another task")
+        other = next((k for k in data if k not in RUN_RECORD_KEYS), "another task")
         raise InputError(path, f"the config of a {other} run, not of a {key} one")
     try:
         return from_dict(cls, _merged(to_dict(base), data))
