@@ -14,6 +14,10 @@ jitted eval-mode forward pass.
 Both are timed after a warm-up that compiles. Samples/s count events (an ensemble of M members
 sees each event M times: `member_samples_per_s` = M x samples/s).
 
+Beside jaxhep's inference rate, ONNX Runtime's on the CPU (`onnxruntime_cpu_infer_samples_per_s`, same
+batch, members combined in the graph; `--no-onnx` skips it): the network as `experiments.dune export`
+writes it.
+
 Each measurement runs in its own process, so that its peak memory (the accelerator's
 `peak_bytes_in_use`, or the peak RSS on a CPU) is its own.
 
@@ -107,6 +111,7 @@ def measure(a) -> dict:
         jax.block_until_ready(infer_fn(nnx.state(trainer.model()), batch))
 
     t_infer = timed(infer, warmup=a.warmup, repeats=a.steps)
+    onnx = {} if a.no_onnx else onnx_inference(a, task, network, net, trainer.model())
     return {
         "benchmark": "dune",
         "model": a.model,
@@ -122,9 +127,29 @@ def measure(a) -> dict:
         "train_member_samples_per_s": a.members * b / t_train,
         "infer_ms_per_batch": 1e3 * t_infer,
         "infer_samples_per_s": b / t_infer,
+        **onnx,
         **peak_memory(),
         **environment(),
         "load_average": os.getloadavg()[0],
+    }
+
+
+def onnx_inference(a, task: str, network: str, net, model) -> dict:
+    """ONNX Runtime's CPU rate at the same batch: the ensemble with its combination, as
+    `python -m experiments.dune export` writes it (`jaxhep.dune.export.network_graph`)."""
+    from benchmarks.common import timed
+    from jaxhep.dune.export import network_graph
+    from jaxhep.export import convert, session
+
+    keys = ("images_x",) if network == "single_plane" else tuple(INPUTS[task])
+    graph = network_graph(task, network, model, keys, a.dtype, net, examples=[])
+    sess = session(convert(graph).SerializeToString())
+    feed = {k: v[0] for k, v in random_batch(task, 1, a.batch, seed=1).items() if k in keys}
+    t = timed(lambda: sess.run(None, feed), warmup=a.warmup, repeats=a.steps)
+    return {
+        "onnxruntime_cpu_infer_ms_per_batch": 1e3 * t,
+        "onnxruntime_cpu_infer_samples_per_s": a.batch / t,
+        "onnxruntime_intra_op_threads": sess.get_session_options().intra_op_num_threads,
     }
 
 
@@ -135,6 +160,7 @@ def _child(a, **overrides) -> dict:
     for key in ("model", "members", "strategy", "dtype", "batch", "steps", "warmup", "steps_per_call"):
         if args[key] is not None:
             argv += [f"--{key.replace('_', '-')}", str(args[key])]
+    argv += ["--no-onnx"] if args["no_onnx"] else []
     out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"benchmark child {argv[3:]} failed:\n{out.stderr[-3000:]}")
@@ -193,6 +219,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--race", action="store_true", help="only the ensemble race (on --model, default three_plane)"
     )
+    p.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime's inference rate")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: measure in-process
     return p.parse_args(argv)
 

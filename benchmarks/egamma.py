@@ -5,6 +5,9 @@
     python benchmarks/egamma.py --batch 256 --config plain --dtype bfloat16
     python benchmarks/egamma.py --pipeline --batch 512 --workers 4   # the input pipeline alone
 
+Beside jaxhep's inference rate, ONNX Runtime's on the CPU (`onnxruntime_cpu_infer_images_per_s`, same
+images, same batch; `--no-onnx` skips it): the eval-mode network as `experiments.egamma export` writes it.
+
 `--config peer` is exactly the network of the PyTorch peer's `peers.py resnet` (outside this
 repository; BUILD_NOTES.md) (pre-activation blocks
 with SE, no groups, no attention pooling, no dropout, 2 logits, 1 668 850 parameters) trained
@@ -108,7 +111,29 @@ def workload(a):
         # The Trainer's current state (eval mode); the next train() donates it, so take it anew.
         infer_fn(nnx.state(trainer.model()), xi).block_until_ready()
 
-    return train, infer, {"cfg": cfg, "params": n_params}
+    return train, infer, {"cfg": cfg, "params": n_params, "model": trainer.model}
+
+
+def onnx_inference(a, model) -> dict:
+    """ONNX Runtime's CPU rate on the same `--infer-batch` images: the model exported as
+    `python -m experiments.egamma export` writes it (normalisation with mean 0, std 1 inside)."""
+    import numpy as np
+
+    from benchmarks.common import timed
+    from jaxhep.egamma.augment import ChannelStats
+    from jaxhep.egamma.export import model_graph
+    from jaxhep.export import convert, session
+
+    stats = ChannelStats(np.zeros(2, np.float32), np.ones(2, np.float32))
+    graph = model_graph(a.config, model, stats, examples=[])
+    sess = session(convert(graph).SerializeToString())
+    x = np.random.default_rng(1).normal(size=(a.infer_batch, 32, 32, 2)).astype(np.float32)
+    t = timed(lambda: sess.run(None, {"images": x}), warmup=a.warmup, repeats=a.steps)
+    return {
+        "onnxruntime_cpu_infer_ms_per_batch": 1e3 * t,
+        "onnxruntime_cpu_infer_images_per_s": a.infer_batch / t,
+        "onnxruntime_intra_op_threads": sess.get_session_options().intra_op_num_threads,
+    }
 
 
 def bench(a) -> dict:
@@ -119,6 +144,7 @@ def bench(a) -> dict:
     t_train, cpu_train = timed_cpu(train, a.warmup, max(1, a.steps // k))
     t_train, cpu_train = t_train / k, cpu_train / k
     t_infer, cpu_infer = timed_cpu(infer, a.warmup, a.steps)
+    onnx = {} if a.no_onnx else onnx_inference(a, facts["model"]())
     emit(
         {
             "benchmark": "egamma_resnet15",
@@ -134,6 +160,7 @@ def bench(a) -> dict:
             "infer_ms_per_batch": 1e3 * t_infer,
             "infer_images_per_s": a.infer_batch / t_infer,
             "infer_cpu_s_per_batch": cpu_infer,
+            **onnx,
             "conv_vjp": cfg.conv_vjp,
             "dense_groups": cfg.dense_groups,
             **peak_memory(),
@@ -191,6 +218,7 @@ def parse_args(argv=None):
     p.add_argument("--no-cpu-xla-flags", action="store_true", help=f"do not add {CPU_XLA_FLAGS!r}")
     p.add_argument("--xla-conv-grad", action="store_true", help="conv_vjp=False: XLA's own conv transpose")
     p.add_argument("--native-groups", action="store_true", help="dense_groups=False: XLA grouped convs")
+    p.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime's inference rate")
     p.add_argument("--pipeline", action="store_true", help="time the input pipeline alone (no model)")
     p.add_argument("--workers", type=int, default=0, help="--pipeline: grain worker processes")
     p.add_argument("--augment", choices=["default", "seed"], default="default", help="--pipeline")

@@ -2,12 +2,17 @@
 
     python benchmarks/pid.py                           # every model, one JSON line each
     python benchmarks/pid.py --model fse --batch 1024 --infer-batch 262144 --dtype bfloat16
+    python benchmarks/pid.py --model fse --onnx        # + ONNX Runtime (CPU) on the same batch
 
 Training runs the real jaxhep train step (focal loss, Adam, `steps_per_call` steps per
 compiled call) on device-resident synthetic batches: the input pipeline is measured
 separately (`pipeline_tracks_per_s`: host gather + transfer of the same batches), so a
 slow pipeline shows up as its own number instead of hiding in the step time. Each model
-runs in its own process so its peak memory is its own.
+runs in its own process so its peak memory is its own. `--onnx` adds ONNX Runtime's CPU rate
+of the exported network (`onnx_infer_tracks_per_s`, preprocessed inputs as jaxhep's
+`infer_from_host`) and of the graph `export RUN_DIR` writes (`onnx_raw_columns_tracks_per_s`:
+raw columns with NaNs, preprocessing + network + calibration inside) beside jaxhep's
+`predict_proba` on the same raw columns (`predictor_tracks_per_s`).
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ def bench_model(a) -> dict:
     # What `predict_logits` does for a user's table: host arrays in, host arrays out, in
     # blocks of 65536 (micro-batches of 4096 on a CPU).
     t_infer_host = timed(lambda: predict_proba(model, xi, mi), warmup=1, repeats=a.repeats)
+    onnx = onnx_rates(model, cfg, xi, mi, a.repeats) if a.onnx else {}
     emit(
         {
             "benchmark": "pid",
@@ -107,10 +113,58 @@ def bench_model(a) -> dict:
             "infer_tracks_per_s": a.infer_batch / t_infer,
             "infer_from_host_tracks_per_s": a.infer_batch / t_infer_host,
             "infer_from_host_note": "predict_proba: 65536-track blocks, 4096-track micro-batches on CPU",
+            **onnx,
             **peak_memory(),
             **environment(),
         }
     )
+
+
+def onnx_rates(model, cfg, xi, mi, repeats: int) -> dict:
+    """ONNX Runtime (CPU, default threads) tracks/s of the network on xi [B, 21], mi [B, 4], and of
+    the raw-column graph (preprocessing fitted on simulated tracks, identity calibration) beside
+    jaxhep's PIDPredictor.predict_proba on the same B raw rows."""
+    import jax
+    import numpy as np
+
+    from benchmarks.common import timed
+    from jaxhep.calibration import Calibration
+    from jaxhep.export import Input, OnnxGraph, convert, session
+    from jaxhep.pid.api import PIDPredictor
+    from jaxhep.pid.export import export_network, probabilities_fn
+    from jaxhep.pid.features import Preprocessor
+    from jaxhep.pid.sim.simulate import simulate_tracks
+    from jaxhep.pid.species import FEATURES
+    from jaxhep.pid.training import TrainedModel
+
+    net = export_network(model, cfg)
+    graph = OnnxGraph(
+        "net",
+        lambda x, m: jax.nn.softmax(net({"x": x, "group_mask": m}), -1),
+        (Input("x", ("N", 21)), Input("group_mask", ("N", 4))),
+        ("probabilities",),
+        [],
+    )
+    sess = session(convert(graph).SerializeToString())
+    t_net = timed(lambda: sess.run(None, {"x": xi, "group_mask": mi}), warmup=2, repeats=repeats)
+
+    table = simulate_tracks(len(xi), seed=1)
+    pre = Preprocessor().fit(table, np.arange(len(xi)))
+    raw = np.stack([table[f] for f in FEATURES], axis=1)
+    calibration = Calibration.identity(4)
+    fn = probabilities_fn(net, pre, calibration)
+    raw_graph = OnnxGraph("raw", fn, (Input("columns", ("N", 21)),), ("probabilities",), [])
+    raw_sess = session(convert(raw_graph).SerializeToString())
+    t_raw = timed(lambda: raw_sess.run(None, {"columns": raw}), warmup=2, repeats=repeats)
+    predictor = PIDPredictor(TrainedModel(cfg.name, "full", model, None, [], calibration), pre)
+    t_pred = timed(lambda: predictor.predict_proba(table), warmup=1, repeats=repeats)
+    n = len(xi)
+    return {
+        "onnx_infer_tracks_per_s": n / t_net,
+        "onnx_raw_columns_tracks_per_s": n / t_raw,
+        "predictor_tracks_per_s": n / t_pred,
+        "onnx_note": "ONNX Runtime CPUExecutionProvider, default threads, one call of infer_batch rows",
+    }
 
 
 def main():
@@ -121,6 +175,7 @@ def main():
     p.add_argument("--infer-batch", type=int, default=65536, help="tracks per inference call")
     p.add_argument("--dtype", default="float32", help="compute dtype: float32 or bfloat16")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--onnx", action="store_true", help="also ONNX Runtime's CPU rates (needs the onnx extra)")
     a = p.parse_args()
     models = a.model or ["simple", "dnn", "fse"]
     if len(models) == 1:
@@ -141,6 +196,7 @@ def main():
             a.dtype,
             "--repeats",
             str(a.repeats),
+            *(["--onnx"] if a.onnx else []),
         ]
         subprocess.run(argv, check=True, env=os.environ)
 

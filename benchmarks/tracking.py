@@ -9,7 +9,9 @@ TransformerConv layers, width 128, 2 heads). Messages flow along the edges only 
 off), so the work equals the peer's. Training runs the real jaxhep train step (weighted BCE with
 pos_weight 9, Adam, `steps_per_call` steps per compiled call; no gradient clipping, as the peer);
 inference is one jitted forward pass. Both are timed on device-resident data, after a warm-up that
-compiles.
+compiles. Beside them, the same trained model exported to ONNX (jaxhep/tracking/export.py) scores the
+same graph in ONNX Runtime's CPU session, as an ACTS / Exa.TrkX pipeline would run it (`--no-onnx`
+skips it; the conversion takes ~30 s).
 """
 
 from __future__ import annotations
@@ -34,6 +36,44 @@ def random_graph(n_nodes: int, n_edges: int, node_in: int = 3, edge_in: int = 4,
         "node_mask": np.ones(n_nodes, np.float32),
         "edge_mask": np.ones(n_edges, np.float32),
         "labels": (rng.random(n_edges) < 0.1).astype(np.float32),
+    }
+
+
+def onnx_runtime(model, graph: dict, logits, repeats: int) -> dict:
+    """The exported `model`'s ONNX Runtime CPU timing on `graph` (unpadded, all masks 1) and its
+    largest |logit difference| to jaxhep's `logits` [E]; or why it did not run."""
+    import numpy as np
+
+    from benchmarks.common import timed
+    from jaxhep.errors import ConfigError
+    from jaxhep.export import convert, require_converter, run_onnx
+    from jaxhep.tracking.export import classifier_graph
+
+    try:
+        _, ort = require_converter()
+    except ConfigError as err:
+        return {"onnx": str(err)}
+    # One intra-op thread: ONNX Runtime's multi-threaded CPU ScatterND with a reduction races on
+    # repeated indices (microsoft/onnxruntime#18048, #23396): a segment sum over 200 k edges comes out
+    # wrong by ~0.1-0.5 in the logits with the default threads, and right with one.
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    data = convert(classifier_graph("edges", model, {})).SerializeToString()
+    sess = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    inputs = (
+        graph["nodes"],
+        np.stack([graph["senders"], graph["receivers"]]).astype(np.int64),
+        graph["edges"],
+    )
+    t = timed(lambda: run_onnx(sess, inputs), warmup=1, repeats=repeats)
+    diff = np.max(np.abs(run_onnx(sess, inputs)[1] - np.asarray(logits)))
+    return {
+        "onnx_infer_ms_per_step": 1e3 * t,
+        "onnx_infer_edges_per_s": graph["edges"].shape[0] / t,
+        "onnx_max_abs_logit_diff": float(diff),
+        "onnxruntime": ort.__version__,
+        "onnx_threads": 1,
     }
 
 
@@ -98,6 +138,7 @@ def bench(a) -> dict:
 
     one = jax.device_put(graph)
     t_infer = timed(lambda: infer(state, one).block_until_ready(), warmup=2, repeats=a.steps)
+    onnx = {} if a.no_onnx else onnx_runtime(trainer.model(), graph, infer(state, one), a.steps)
     emit(
         {
             "benchmark": "tracking_edge_classifier",
@@ -116,6 +157,7 @@ def bench(a) -> dict:
             "train_edges_per_s": n_dev * a.edges / t_train,
             "infer_ms_per_step": 1e3 * t_infer,
             "infer_edges_per_s": a.edges / t_infer,
+            **onnx,
             **peak_memory(),
             **environment(),
         }
@@ -138,6 +180,7 @@ def main():
         action="store_true",
         help="no host `message_order`: the model sorts the edges by receiver in every call",
     )
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime inference timing")
     bench(p.parse_args())
 
 

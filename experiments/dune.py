@@ -6,10 +6,11 @@ python -m experiments.dune maintrack                 # main track vs background 
 python -m experiments.dune direction --search 20     # 20-trial hyper-parameter search (resumable)
 python -m experiments.dune direction --data three_plane_matched_50k.npz
 python -m experiments.dune registry                  # every run and trial, as a table
+python -m experiments.dune export RUN_DIR            # its networks as ONNX files
 """
 
 from jaxhep import cli
-from jaxhep.dune import config, experiment, search
+from jaxhep.dune import config, experiment, export, search
 
 TASK = cli.Task.of(
     "dune",
@@ -17,6 +18,7 @@ TASK = cli.Task.of(
     config.DuneConfig,
     config,
     experiment,
+    export=export,
     search=search.search,
     commands={"registry": experiment.registry},
 )

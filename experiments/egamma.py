@@ -5,12 +5,13 @@ python -m experiments.egamma --quick                   # one-minute smoke run
 python -m experiments.egamma --data SinglePhotonPt50_IMGCROPS_n249k_RHv1.hdf5 \\
                              --data SingleElectronPt50_IMGCROPS_n249k_RHv1.hdf5
 python -m experiments.egamma --model se --tpu
+python -m experiments.egamma export RUN_DIR           # its networks as ONNX files
 """
 
 from jaxhep import cli
-from jaxhep.egamma import config, experiment
+from jaxhep.egamma import config, experiment, export
 
-TASK = cli.Task.of("egamma", __doc__, config.EgammaConfig, config, experiment)
+TASK = cli.Task.of("egamma", __doc__, config.EgammaConfig, config, experiment, export=export)
 
 
 def main(argv=None):

@@ -8,9 +8,9 @@ python -m experiments.pid --tpu                  # same on a TPU (clear error if
 """
 
 from jaxhep import cli
-from jaxhep.pid import config, experiment
+from jaxhep.pid import config, experiment, export
 
-TASK = cli.Task.of("pid", __doc__, config.PIDConfig, config, experiment)
+TASK = cli.Task.of("pid", __doc__, config.PIDConfig, config, experiment, export=export)
 
 
 def main(argv=None):

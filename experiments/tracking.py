@@ -8,12 +8,14 @@ python -m experiments.tracking --tpu
 Two stages by default (`cascade.stages`, jaxhep/tracking/cascade.py): a first classifier prunes each
 graph, a second classifies what is left. `--set cascade.filter_run=RUN_DIR` reuses a finished run's
 classifier as the first stage.
+
+python -m experiments.tracking export RUN_DIR       # its classifiers as ONNX files (RUN_DIR/export/onnx)
 """
 
 from jaxhep import cli
-from jaxhep.tracking import config, experiment
+from jaxhep.tracking import config, experiment, export
 
-TASK = cli.Task.of("tracking", __doc__, config.TrackingConfig, config, experiment)
+TASK = cli.Task.of("tracking", __doc__, config.TrackingConfig, config, experiment, export=export)
 
 
 def main(argv=None):

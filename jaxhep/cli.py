@@ -3,7 +3,8 @@
     python -m experiments.<task> [SELECT] [--cpu | --gpu | --tpu] [--devices N] [--quick]
         [--config FILE] [--print-config] [--epochs N] [--batch-size B] [--seed S]
         [--set key.path=value ...] [--resume RUN_DIR] [--workdir runs] [--data-dir data]
-        [the task's own flags] [--coordinator host:port --num-processes N --process-id I]
+        [the task's own flags] [--cluster auto|none]
+        [--coordinator host:port --num-processes N --process-id I]
 
 A task describes itself once (`Task`: its config type, `default` / `quick`, its flags as
 aliases of config fields, `load_data` and `train_and_evaluate`); `main(task, argv)` does the
@@ -72,9 +73,16 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)")
     multi = p.add_argument_group("multi-host (jax.distributed)")
-    multi.add_argument("--coordinator", help="host:port of process 0, e.g. localhost:12345")
-    multi.add_argument("--num-processes", type=int)
-    multi.add_argument("--process-id", type=int)
+    multi.add_argument(
+        "--cluster",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto: start jax.distributed when JAX detects a launcher with several processes (srun, "
+        "mpirun, a TPU pod); none: one process whatever the environment says",
+    )
+    multi.add_argument("--coordinator", help="host:port of process 0, e.g. localhost:12345 (explicit start)")
+    multi.add_argument("--num-processes", type=int, help="with --coordinator: the number of processes")
+    multi.add_argument("--process-id", type=int, help="with --coordinator: this process's index")
     return p
 
 
@@ -149,7 +157,8 @@ class Task:
     search(cfg, data, n_trials, runtime) -> result: `--search N`, when the task has one;
     commands: other values of the `select` positional that run instead of a training
         (DUNE's `registry`), each `command(args)`;
-    registry_params(cfg) -> dict: what the registry's `params` column shows of a finished run.
+    registry_params(cfg) -> dict: what the registry's `params` column shows of a finished run;
+    onnx_graphs(run_dir) -> [export.OnnxGraph]: the run's models for `export RUN_DIR`.
     """
 
     name: str  # runs/<name>/, the key of the config in config.json
@@ -165,12 +174,13 @@ class Task:
     search: Callable[[Any, Any, int, Runtime], Any] | None = None
     commands: dict[str, Callable[[argparse.Namespace], Any]] = field(default_factory=dict)
     registry_params: Callable[[Any], dict] | None = None
+    onnx_graphs: Callable[[Any], list] | None = None
 
     @classmethod
-    def of(cls, name: str, doc: str, config_type: type, config, experiment, **extra) -> Task:
+    def of(cls, name: str, doc: str, config_type: type, config, experiment, export=None, **extra) -> Task:
         """The Task of a package's standard modules: `config.default / quick / FLAGS` (and `check`,
         `SELECT`, `registry_params` where the task has them), `experiment.load_data /
-        train_and_evaluate`; `extra`: the other fields (search, commands)."""
+        train_and_evaluate`, `export.onnx_graphs`; `extra`: the other fields (search, commands)."""
         return cls(
             name,
             doc,
@@ -183,6 +193,7 @@ class Task:
             select=getattr(config, "SELECT", None),
             check=getattr(config, "check", None),
             registry_params=getattr(config, "registry_params", None),
+            onnx_graphs=getattr(export, "onnx_graphs", None),
             **extra,
         )
 
@@ -206,6 +217,11 @@ def main(task: Task, argv: list[str] | None = None):
     config with --print-config, a command's result)."""
     from jaxhep.runs import Run
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["export"] and task.onnx_graphs is not None:
+        from jaxhep.export import export_command
+
+        return export_command(task.name, task.onnx_graphs, argv[1:])
     args = task.parser().parse_args(argv)
     selected = getattr(args, task.select.dest) if task.select is not None else None
     if selected in task.commands:
@@ -378,7 +394,7 @@ def setup_runtime(args: argparse.Namespace) -> Runtime:
     from jaxhep import mesh as mesh_lib
 
     mesh_lib.add_cpu_xla_flags()
-    mesh_lib.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    mesh_lib.initialize_distributed(args.coordinator, args.num_processes, args.process_id, args.cluster)
     devices = mesh_lib.select_devices(args.platform)
     if args.devices is not None:
         if not 1 <= args.devices <= len(devices):

@@ -16,7 +16,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxhep.errors import DeviceError
+from jaxhep.errors import ConfigError, DeviceError
 
 DATA_AXIS = "data"
 PLATFORMS = ("cpu", "gpu", "tpu")
@@ -56,30 +56,90 @@ def add_cpu_xla_flags() -> None:
     os.environ["XLA_FLAGS"] = flags
 
 
-def initialize_distributed(
-    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
-) -> None:
-    """Start multi-host JAX when asked for, or when the cluster environment asks for it.
+CLUSTER_MODES = ("auto", "none")
 
-    With explicit arguments (e.g. a localhost test: "localhost:12345", 2, 0) they are used;
-    otherwise `jax.distributed.initialize()` is called only when a cluster launcher is
-    detected (SLURM with several tasks, a TPU pod, or JAX_COORDINATOR_ADDRESS set).
+
+def detected_cluster() -> tuple[str, int | None] | None:
+    """(name, number of processes) of the cluster launcher that JAX's own detection finds (SLURM,
+    Open MPI, GKE / GCE TPU pods, Kubernetes: the environments `jax.distributed.initialize()`
+    fills its arguments from), or None. The process count is None where it cannot be read.
+
+    JAX keeps the list in a private module; were it to move, the launchers' environment
+    variables are checked instead (SLURM, Open MPI, a TPU pod's worker list)."""
+    try:
+        from jax._src.clusters import ClusterEnv
+    except ImportError:
+        return _cluster_from_environment()
+    for env in ClusterEnv._cluster_types:
+        if env.opt_in_only_method:  # mpi4py: only when asked for by name
+            continue
+        try:
+            if not env.is_env_present():
+                continue
+        except Exception:  # a detector that cannot tell (e.g. a metadata server that does not answer)
+            continue
+        try:
+            count = int(env.get_process_count())
+        except Exception:
+            count = None
+        return env.__name__, count
+    return None
+
+
+def _cluster_from_environment() -> tuple[str, int | None] | None:
+    if "SLURM_NTASKS" in os.environ and "SLURM_JOB_ID" in os.environ:
+        return "SlurmCluster", int(os.environ["SLURM_NTASKS"])
+    if "OMPI_MCA_orte_hnp_uri" in os.environ:
+        return "OmpiCluster", int(os.environ.get("OMPI_COMM_WORLD_SIZE", "0")) or None
+    if "TPU_WORKER_HOSTNAMES" in os.environ:
+        return "GkeTpuCluster", len(os.environ["TPU_WORKER_HOSTNAMES"].split(","))
+    return None
+
+
+def initialize_distributed(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    cluster: str = "auto",
+) -> str | None:
+    """Start multi-host JAX when asked for, or when a cluster launcher asks for it; returns how
+    ("explicit", the launcher's name, or None: one process).
+
+    With `coordinator` (e.g. a localhost test: "localhost:12345", 2, 0) the arguments are used
+    as given; `num_processes` / `process_id` without it is a ConfigError (JAX would wait for a
+    coordinator that nobody named). Otherwise, with `cluster` "auto", `jax.distributed.initialize()`
+    is called (it fills in its arguments itself) when JAX's detection finds a launcher with more
+    than one process (`detected_cluster`) or JAX_COORDINATOR_ADDRESS is set: `srun` with several
+    tasks, `mpirun -np N`, a TPU pod slice. A one-task job, a single TPU VM or a laptop stay one
+    process. "none": never, whatever the environment says.
     """
+    if cluster not in CLUSTER_MODES:
+        raise ConfigError(f"--cluster {cluster!r}: choose one of {', '.join(CLUSTER_MODES)}")
     if coordinator is not None:
+        if num_processes is None or process_id is None:
+            raise ConfigError("--coordinator needs --num-processes N and --process-id I beside it")
         # Cross-process collectives on CPU need gloo; the setting only affects the CPU client,
         # so it is harmless on GPU/TPU. No jax.default_backend() here: it would start the
         # backend, after which jax.distributed.initialize refuses to run.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
-        return
-    cluster = (
-        int(os.environ.get("SLURM_NTASKS", "1")) > 1
-        or "JAX_COORDINATOR_ADDRESS" in os.environ
-        or "TPU_WORKER_HOSTNAMES" in os.environ
-        and "," in os.environ["TPU_WORKER_HOSTNAMES"]
-    )
-    if cluster:
+        return "explicit"
+    if num_processes is not None or process_id is not None:
+        given = "--num-processes" if num_processes is not None else "--process-id"
+        raise ConfigError(
+            f"{given} without --coordinator host:port: give all three, or none and let --cluster "
+            "auto find the cluster launcher (srun, mpirun, a TPU pod)"
+        )
+    if cluster == "none":
+        return None
+    if "JAX_COORDINATOR_ADDRESS" in os.environ:
         jax.distributed.initialize()
+        return "JAX_COORDINATOR_ADDRESS"
+    found = detected_cluster()
+    if found is None or found[1] == 1:
+        return None
+    jax.distributed.initialize()
+    return found[0]
 
 
 def select_devices(platform: str | None = None) -> list[jax.Device]:

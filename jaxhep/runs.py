@@ -2,6 +2,7 @@
 
     <workdir>/<task>/<run-id>/config.json     resolved configuration
                               metrics.jsonl   one JSON record per epoch (and per event)
+                              tensorboard/    the same per-epoch scalars as TensorBoard events
                               plots/*.png     figures
                               report.md       the human summary
                               ...             task outputs, checkpoints
@@ -134,6 +135,22 @@ class Run:
         if len(kept) != len(lines):
             _atomic_write(path, "".join(line + "\n" for line in kept))
 
+    def training_records(self, prefix: dict, stream: str = "metrics.jsonl") -> list[dict]:
+        """The per-epoch records (those with an `epoch` and a `step`) of the training that `prefix`
+        (its log_prefix) names, in order; a line cut by a kill is skipped."""
+        path = self.path / stream
+        if not path.exists():
+            return []
+        records = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if _of_training(record, prefix) and "epoch" in record and "step" in record:
+                records.append(record)
+        return records
+
     def sub(self, *parts: str) -> Path:
         """A folder inside the run, created on first use."""
         p = self.path.joinpath(*parts)
@@ -254,11 +271,12 @@ def _redone(line: str, epoch: int, prefix: dict) -> bool:
         record = json.loads(line)
     except json.JSONDecodeError:
         return False
-    return (
-        isinstance(record, dict)
-        and record.get("epoch", 0) > epoch
-        and all(record.get(k) == v for k, v in prefix.items())
-    )
+    return _of_training(record, prefix) and record.get("epoch", 0) > epoch
+
+
+def _of_training(record, prefix: dict) -> bool:
+    """Whether a metrics record belongs to the training that `prefix` (its log_prefix) names."""
+    return isinstance(record, dict) and all(record.get(k) == v for k, v in prefix.items())
 
 
 def _owner() -> dict:

@@ -12,7 +12,8 @@ small models), data parallelism over the mesh (batch sharded, state replicated),
 guard (a non-finite step is not applied and stops training, keeping the last good
 checkpoint), validation every epoch, early stopping with patience, checkpoints of state +
 loop + input iterator (latest N and best) for exact resume, a progress bar with rate and
-ETA, and one metrics record per epoch in the run directory.
+ETA, one metrics record per epoch in the run directory (metrics.jsonl, and the same scalars as
+TensorBoard events: `jaxhep.metric_log`) and one console line per epoch.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from jaxhep import interrupt
+from jaxhep import interrupt, metric_log
 from jaxhep.checkpoint import Checkpoints, abstract_like
 from jaxhep.errors import ConfigError, InputError, NonFiniteLossError
 from jaxhep.mesh import gather_to_host, process_slice, put_replicated, shard_batch
@@ -307,7 +308,9 @@ def fit(
     `read_rows(indices) -> dict of arrays [len(indices), ...]` reads training rows;
     `validate(trainer) -> dict` returns validation metrics (must include `cfg.monitor`).
     After return, `trainer.state` holds the best checkpoint's state. Each of `callbacks` is
-    called after every epoch as callback(record, trainer, checkpoints).
+    called after every epoch as callback(record, trainer, checkpoints), after the default ones
+    (`metric_log.default_callbacks`): a console line per epoch, and with a `run` its TensorBoard
+    events in <run>/tensorboard/<log_prefix values>/, holding the scalars of metrics.jsonl.
 
     Resuming takes the newest checkpoint that restores (a damaged one is set aside, with a line
     on stderr), drops the metrics records of the epochs it redoes, and saves the best checkpoint
@@ -340,7 +343,10 @@ def fit(
     if data_state:
         stream.set_state(data_state)
     prefetch = Prefetcher(stream, lambda c: shard_batch(c, mesh, cfg.batch_size, batch_axis=1))
+    logs: tuple = ()
     try:
+        # After drop_epochs_after: the TensorBoard log starts from the records metrics.jsonl keeps.
+        logs = metric_log.default_callbacks(run, desc, log_prefix)
         with interrupt.safe_points():
             for epoch in range(loop["epoch"], cfg.epochs):
                 if loop["since_best"] >= cfg.patience:
@@ -373,7 +379,7 @@ def fit(
                 ckpts.save(loop["step"], trainer.state, loop, data_state, is_best=improved)
                 if run is not None:
                     run.log(record)
-                for callback in callbacks:
+                for callback in (*logs, *callbacks):
                     callback(record, trainer, ckpts)
                 stop = interrupt.requested()
                 if stop and loop["epoch"] < cfg.epochs:
@@ -383,6 +389,8 @@ def fit(
             trainer.state, _, _ = ckpts.restore_best(abstract_like(trainer.state))
     finally:
         interrupt.reset()
+        for log in logs:
+            log.close()
         prefetch.close()
         ckpts.close()
     stopped_early = loop["since_best"] >= cfg.patience and loop["epoch"] < cfg.epochs

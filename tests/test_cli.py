@@ -270,3 +270,11 @@ class SelectedConfig:
     models: tuple[str, ...] = ("a",)
     reuse: bool = True
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def test_num_processes_without_a_coordinator_is_one_line_before_a_run(tmp_path, capsys):
+    err = _one_line_error(
+        capsys, lambda a: cli.main(_toy_task(), a), ["--workdir", str(tmp_path), "--num-processes", "2"]
+    )
+    assert "--num-processes without --coordinator" in err
+    assert not (tmp_path / "toy").exists()  # nothing written

@@ -11,7 +11,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from jaxhep import mesh as mesh_lib
-from jaxhep.errors import DeviceError
+from jaxhep.errors import ConfigError, DeviceError
 from jaxhep.mesh import (
     DATA_AXIS,
     ProcessSlice,
@@ -136,40 +136,73 @@ def test_put_replicated_places_a_full_copy_on_every_device(mesh):
     np.testing.assert_array_equal(host["w"], tree["w"])
 
 
+_LAUNCHER_VARS = (
+    "SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID",
+    "OMPI_MCA_orte_hnp_uri", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK",
+    "JAX_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES", "KUBERNETES_SERVICE_HOST",
+)  # fmt: skip
+
+
 @pytest.fixture
 def distributed_calls(monkeypatch):
     calls = []
     monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
-    for var in ("SLURM_NTASKS", "JAX_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES"):
+    for var in _LAUNCHER_VARS:
         monkeypatch.delenv(var, raising=False)
     return calls
 
 
+def _slurm(monkeypatch, ntasks: int):
+    """The variables `srun` sets for each of its tasks (those JAX's SLURM detection reads)."""
+    for var, value in {
+        "SLURM_JOB_ID": "4242", "SLURM_STEP_NODELIST": "node[001-002]", "SLURM_NTASKS": str(ntasks),
+        "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(var, value)
+
+
 def test_initialize_distributed_only_when_asked_or_in_a_cluster(monkeypatch, distributed_calls):
-    mesh_lib.initialize_distributed()
-    monkeypatch.setenv("SLURM_NTASKS", "1")
-    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "only-one-host")
-    mesh_lib.initialize_distributed()
-    assert distributed_calls == []  # a laptop, a one-task SLURM job, a single TPU VM
-    monkeypatch.setenv("SLURM_NTASKS", "4")
-    mesh_lib.initialize_distributed()
-    monkeypatch.setenv("SLURM_NTASKS", "1")
-    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "h0,h1")
-    mesh_lib.initialize_distributed()
-    monkeypatch.delenv("TPU_WORKER_HOSTNAMES")
+    assert mesh_lib.initialize_distributed() is None and mesh_lib.detected_cluster() is None  # a laptop
+    _slurm(monkeypatch, 1)
+    assert mesh_lib.detected_cluster() == ("SlurmCluster", 1)
+    assert mesh_lib.initialize_distributed() is None  # a one-task SLURM job stays one process
+    assert distributed_calls == []
+    _slurm(monkeypatch, 4)  # srun -n 4
+    assert mesh_lib.initialize_distributed() == "SlurmCluster"
+    assert mesh_lib.initialize_distributed(cluster="none") is None  # --cluster none: whatever srun says
+    for var in _LAUNCHER_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OMPI_MCA_orte_hnp_uri", "1531576320.0;tcp://10.0.0.1:34911")  # mpirun -np 2
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    assert mesh_lib.initialize_distributed() == "OmpiCluster"
+    monkeypatch.delenv("OMPI_MCA_orte_hnp_uri")
     monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "h0:1234")
-    mesh_lib.initialize_distributed()
-    assert distributed_calls == [((), {})] * 3  # auto-detection by JAX itself
+    assert mesh_lib.initialize_distributed() == "JAX_COORDINATOR_ADDRESS"
+    assert distributed_calls == [((), {})] * 3  # JAX fills in the arguments from the environment
 
 
 def test_initialize_distributed_passes_explicit_arguments(distributed_calls):
     before = jax.config.jax_cpu_collectives_implementation
     try:
-        mesh_lib.initialize_distributed("localhost:1234", 2, 1)
+        assert mesh_lib.initialize_distributed("localhost:1234", 2, 1) == "explicit"
         assert jax.config.jax_cpu_collectives_implementation == "gloo"
     finally:
         jax.config.update("jax_cpu_collectives_implementation", before)
     assert distributed_calls == [(("localhost:1234",), {"num_processes": 2, "process_id": 1})]
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        ((None, 4, None), "--num-processes without --coordinator"),
+        ((None, None, 1), "--process-id without --coordinator"),
+        (("localhost:1234", None, None), "--coordinator needs --num-processes"),
+    ],
+)
+def test_incomplete_multi_host_flags_are_a_config_error(distributed_calls, args, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        mesh_lib.initialize_distributed(*args)
+    assert distributed_calls == []
 
 
 def test_cpu_xla_flags_are_added_once_and_keep_the_users(monkeypatch):

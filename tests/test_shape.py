@@ -21,6 +21,7 @@ def test_every_task_package_has_the_same_front(task):
     experiment = importlib.import_module(f"jaxhep.{task}.experiment")
     training = importlib.import_module(f"jaxhep.{task}.training")
     api = importlib.import_module(f"jaxhep.{task}.api")
+    export = importlib.import_module(f"jaxhep.{task}.export")
     for name in ("report", "evaluate", "sim"):
         importlib.import_module(f"jaxhep.{task}.{name}")
     assert callable(config.default) and callable(config.quick) and isinstance(config.FLAGS, tuple)
@@ -40,6 +41,9 @@ def test_every_task_package_has_the_same_front(task):
     ]
     assert inspect.isclass(training.TrainedModel)
     assert next(iter(inspect.signature(api.load_predictor).parameters)) == "run_dir"
+    assert next(iter(inspect.signature(export.onnx_graphs).parameters)) == "run_dir"
+    entry = importlib.import_module(f"experiments.{task}")
+    assert entry.TASK.onnx_graphs is export.onnx_graphs  # `export RUN_DIR` works for every task
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -14,6 +14,7 @@ matching, as the seed's matched-cluster data sets were built from MC truth).
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse import coo_array, csgraph
 
 _BITS = 18
 _OFFSET = 1 << 17
@@ -21,21 +22,10 @@ _OFFSET = 1 << 17
 
 def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Component label (the smallest node id in it) of nodes 0..n-1 given undirected edges a-b [e]."""
-    label = np.arange(n)
-    while True:
-        la, lb = label[a], label[b]
-        low = np.minimum(la, lb)
-        new = label.copy()
-        np.minimum.at(new, la, low)  # hook each root onto the smallest root it touches
-        np.minimum.at(new, lb, low)
-        while True:  # pointer jumping: every node points at its root
-            nxt = new[new]
-            if np.array_equal(nxt, new):
-                break
-            new = nxt
-        if np.array_equal(new, label):
-            return label
-        label = new
+    adjacency = coo_array((np.ones(len(a), np.int8), (a, b)), shape=(n, n)).tocsr()
+    _, component = csgraph.connected_components(adjacency, directed=False)
+    smallest = np.unique(component, return_index=True)[1]  # [K]: the first node of each component
+    return smallest[component]
 
 
 def cluster_tps(tps: dict[str, np.ndarray], channel_gap: int = 2, tick_bin: int = 8) -> np.ndarray:

@@ -18,16 +18,33 @@ FLOOR_NOTE = (
 )
 
 
+# (signal, background) of each classifier's ROC: label 1 against label 0 of dataset.LABEL
+# (interaction 1 = CC, 0 = ES; mt_label 1 = the main electron cluster).
+ROC_CLASSES = {"channel": ("CC", "ES"), "maintrack": ("main-track", "other-cluster")}
+
+
+def figure_label(run: Run) -> plots.Label:
+    """DUNE style; "Simulation" and the source when the run used the task's simulated default NPZ
+    (no --data in its config.json)."""
+    simulated = run.config["dune"]["data"]["path"] is None
+    return plots.Label("DUNE", "DUNE", simulated, r"supernova $\nu$" if simulated else "")
+
+
 def write_plots(task: str, results: dict[str, dict], run: Run) -> None:
-    """The report's plots of `results` (network -> test metrics with their per-event arrays)."""
-    if task == "direction":
-        direction_plots(results, run)
-    else:
-        plots.roc_curves(
-            {k: (r["roc"]["fpr"], r["roc"]["tpr"], r["auc"]) for k, r in results.items()},
-            run.plot_path("roc.png"),
-            title=f"{task} ROC (test)",
-        )
+    """The report's plots of `results` (network -> test metrics with their per-event arrays); the
+    classifiers' ROC as signal efficiency vs background rejection 1 - eps."""
+    with plots.style(figure_label(run)):
+        if task == "direction":
+            direction_plots(results, run)
+        else:
+            signal, background = ROC_CLASSES[task]
+            plots.roc_curves(
+                {k: (r["roc"]["fpr"], r["roc"]["tpr"], r["auc"]) for k, r in results.items()},
+                run.plot_path("roc.png"),
+                title=f"{task} ROC (test)",
+                signal=signal,
+                background=background,
+            )
 
 
 def direction_plots(results: dict[str, dict], run: Run) -> None:

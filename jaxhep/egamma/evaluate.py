@@ -8,6 +8,7 @@ import numpy as np
 
 from jaxhep import metrics, plots
 from jaxhep.egamma.dataset import CLASS_NAMES, EgammaData
+from jaxhep.egamma.report import figure_label
 from jaxhep.egamma.training import TrainedModel, infer
 from jaxhep.embedding import pca_2d
 from jaxhep.pipeline import RowSubset
@@ -29,12 +30,6 @@ def evaluate_model(trained: TrainedModel, data: EgammaData, run: Run, embed_rows
     cm = metrics.confusion_matrix(test_labels, pred, 2)
     fpr, tpr, _ = metrics.roc_curve(test_labels, logits)
     step = max(1, len(fpr) // 2000)
-    plots.confusion_matrix(
-        metrics.confusion_matrix(test_labels, pred, 2, normalize="true"),
-        CLASS_NAMES,
-        run.plot_path(f"confusion_{name}.png"),
-        title=f"{name}: confusion (rows: true class)",
-    )
     # Evenly spaced over the split, not its first rows: the split keeps file order (sorted rows
     # read HDF5 fastest), so the first rows of the default sample are all photons.
     picked = np.unique(
@@ -43,13 +38,20 @@ def evaluate_model(trained: TrainedModel, data: EgammaData, run: Run, embed_rows
     features = infer(model, RowSubset(test_reader, picked), len(picked), what="features")
     points, ratio = pca_2d(features)
     embed_labels = test_labels[picked]
-    plots.scatter_2d(
-        points,
-        embed_labels,
-        CLASS_NAMES,
-        run.plot_path(f"embedding_{name}.png"),
-        title=f"{name}: PCA of penultimate features ({ratio[0]:.0%} + {ratio[1]:.0%} of variance)",
-    )
+    with plots.style(figure_label(run)):
+        plots.confusion_matrix(
+            metrics.confusion_matrix(test_labels, pred, 2, normalize="true"),
+            CLASS_NAMES,
+            run.plot_path(f"confusion_{name}.png"),
+            title=f"{name}: confusion (rows: true class)",
+        )
+        plots.scatter_2d(
+            points,
+            embed_labels,
+            CLASS_NAMES,
+            run.plot_path(f"embedding_{name}.png"),
+            title=f"{name}: PCA of penultimate features ({ratio[0]:.0%} + {ratio[1]:.0%} of variance)",
+        )
     return {
         "threshold_logit": float(threshold),
         **binary,

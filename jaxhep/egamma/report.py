@@ -7,20 +7,33 @@ from jaxhep import plots
 from jaxhep.config import to_dict
 from jaxhep.egamma.config import EgammaConfig
 from jaxhep.egamma.dataset import EgammaData
+from jaxhep.egamma.sim.simulate import ShowerConfig
 from jaxhep.runs import Run
 
 
+def figure_label(run: Run) -> plots.Label:
+    """CMS style (the sample is CMS ECAL barrel crops); "Simulation" and the particle gun's pT when
+    the run used the simulated default sample (no --data in its config.json)."""
+    simulated = not run.config["egamma"]["data"]["paths"]
+    gun = rf"e/$\gamma$, $p_\mathrm{{T}}$ = {ShowerConfig().pt_gev:g} GeV"
+    return plots.Label("CMS", "CMS", simulated, gun if simulated else "")
+
+
 def write_plots(run: Run, results: dict) -> None:
-    """plots/roc.png (every network) and plots/training_<name>.png (loss, val AUC and accuracy)."""
-    plots.roc_curves(
-        {name: (r["roc"]["fpr"], r["roc"]["tpr"], r["auc"]) for name, r in results.items()},
-        run.plot_path("roc.png"),
-        title="Electron vs photon ROC (test split; electron = positive)",
-    )
-    for name, r in results.items():
-        plots.training_curves(
-            r["history"], run.plot_path(f"training_{name}.png"), keys=("loss", "val_auc", "val_accuracy")
+    """plots/roc.png (every network; electron efficiency vs photon rejection 1 - eps, as CMS's
+    e/gamma ID curves) and plots/training_<name>.png (loss, val AUC and accuracy)."""
+    with plots.style(figure_label(run)):
+        plots.roc_curves(
+            {name: (r["roc"]["fpr"], r["roc"]["tpr"], r["auc"]) for name, r in results.items()},
+            run.plot_path("roc.png"),
+            title="Electron vs photon ROC (test split)",
+            signal="electron",
+            background="photon",
         )
+        for name, r in results.items():
+            plots.training_curves(
+                r["history"], run.plot_path(f"training_{name}.png"), keys=("loss", "val_auc", "val_accuracy")
+            )
 
 
 def markdown(results: dict, cfg: EgammaConfig, data: EgammaData, devices: str, seconds: float) -> str:

@@ -16,7 +16,7 @@ from jaxhep.train import TrainConfig
 class DataConfig:
     """Where the tracks come from and how they are split."""
 
-    path: str | None = None  # CSV / Parquet table; None = the simulated default sample
+    path: str | None = None  # CSV / Parquet / O2 ROOT file or glob pattern; None = the simulated sample
     n_tracks: int = 1_000_000  # size of the simulated default sample
     sim_seed: int = 231
     split_seed: int = 231  # the seed's stratified 80/20 split
@@ -89,7 +89,13 @@ def quick() -> PIDConfig:
 
 
 FLAGS = (
-    Flag("--data", "data.path", "CSV or Parquet table with the 21 feature columns and mc_pdg"),
+    Flag(
+        "--data",
+        "data.path",
+        "CSV or Parquet table with the 21 feature columns and mc_pdg, or an O2 ROOT file (O2pidtracksmc "
+        "trees in DF_* folders; needs uproot); a quoted glob such as 'AO2D_*.root' reads all matches",
+        metavar="FILE",
+    ),
     Flag("--model", "models", "train only this network (default: all three)", repeat=True, choices=MODELS),
     Flag(
         "--range",

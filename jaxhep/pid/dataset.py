@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxhep.pid.config import DataConfig, parse_range
 from jaxhep.pid.features import Preprocessor, momentum_range_mask, stratified_split
-from jaxhep.pid.io import read_table
+from jaxhep.pid.io import data_files, read_table
 from jaxhep.pid.sim.simulate import default_sample
 from jaxhep.pid.species import LABEL, labels_from_pdg
 
@@ -66,7 +66,11 @@ class RangeData:
 
 
 def load_table(cfg: DataConfig, data_dir: str | os.PathLike) -> Table:
-    """Read (or simulate once and cache) the track table and split it."""
+    """Read (or simulate once and cache) the track table and split it.
+
+    `cfg.path` is a file or a glob pattern of files (`jaxhep.pid.io.read_table`); `Table.path`
+    keeps it as given.
+    """
     path = Path(cfg.path) if cfg.path else default_sample(data_dir, n=cfg.n_tracks, seed=cfg.sim_seed)
     columns = read_table(path)
     if cfg.max_rows is not None:
@@ -74,10 +78,9 @@ def load_table(cfg: DataConfig, data_dir: str | os.PathLike) -> Table:
     labels = labels_from_pdg(columns[LABEL])
     rest, test = stratified_split(labels, cfg.test_fraction, cfg.split_seed)
     train_pos, val_pos = stratified_split(labels[rest], cfg.val_fraction, cfg.split_seed + 1)
-    stat = path.stat()
-    fingerprint = hashlib.sha256(
-        f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{cfg}".encode()
-    ).hexdigest()[:12]
+    # Each file by place, size and time; a pattern's files in name order (one file: as before).
+    files = "|".join(f"{f.resolve()}|{f.stat().st_size}|{int(f.stat().st_mtime)}" for f in data_files(path))
+    fingerprint = hashlib.sha256(f"{files}|{cfg}".encode()).hexdigest()[:12]
     return Table(path, columns, labels, rest[train_pos], rest[val_pos], test, fingerprint)
 
 

@@ -33,15 +33,17 @@ _FORMAT_VERSION = 2
 _NSIGMA_SCALE = 3.0  # asinh(n / 3): linear inside +-3 sigma, logarithmic outside
 _DCA_SCALE_CM = 0.005  # asinh(dca / 50 um): linear for primaries, log for secondaries
 _LOG_COLUMNS = ("pt", "tpc_signal")
+_BAYES_FILL = 0.25  # a missing Bayes probability: uniform over the four species
 
 
-def _compress(name: str, values: np.ndarray) -> np.ndarray:
+def _compress(name: str, values, xp=np):
+    """The tail compression of column `name`; `xp`: numpy, or jax.numpy for `transform_jax`."""
     if name in _LOG_COLUMNS:
-        return np.log(np.maximum(values, 1e-6))
+        return xp.log(xp.maximum(values, 1e-6))
     if "nsigma" in name:
-        return np.arcsinh(values / _NSIGMA_SCALE)
+        return xp.arcsinh(values / _NSIGMA_SCALE)
     if name.startswith("dca_"):
-        return np.arcsinh(values / _DCA_SCALE_CM)
+        return xp.arcsinh(values / _DCA_SCALE_CM)
     return values
 
 
@@ -122,7 +124,7 @@ class Preprocessor:
     def _filled(self, name: str, values: np.ndarray) -> np.ndarray:
         """Apply the fill rule of `name` (TPC/TOF columns keep their NaNs), then compress tails."""
         if name in GROUPS["bayes"]:
-            values = np.where(np.isnan(values), 0.25, values)
+            values = np.where(np.isnan(values), _BAYES_FILL, values)
         elif name in self.median:
             values = np.where(np.isnan(values), self.median[name], values)
         return _compress(name, values)
@@ -156,6 +158,46 @@ class Preprocessor:
             pdg = np.asarray(columns[LABEL]) if idx is None else np.asarray(columns[LABEL])[idx]
             out["label"] = labels_from_pdg(pdg)
         return out
+
+    def transform_jax(self, columns):
+        """`transform`'s x and group_mask as a pure JAX function of the raw feature matrix, for
+        graphs that carry the preprocessing inside (ONNX export: a C++ caller feeds raw columns).
+
+        Args:
+          columns: float32 [N, 21], raw values in FEATURES order; NaN where a value is missing.
+
+        Returns:
+          (x float32 [N, 21], group_mask float32 [N, 4]): equal to `transform(...)["x"]` and
+          `["group_mask"]` up to float32 rounding (numpy computes in float64, then rounds).
+        """
+        import jax.numpy as jnp
+
+        if not self.fitted:
+            raise RuntimeError("Preprocessor.transform_jax called before fit (or from_dict)")
+        columns = jnp.asarray(columns, jnp.float32)
+        flags = {name: jnp.nan_to_num(columns[:, FEATURES.index(name)]) for name in FLAGS}
+        out = []
+        for j, name in enumerate(FEATURES):
+            values = columns[:, j]
+            if name in FLAGS:
+                out.append(flags[name])
+                continue
+            if name in _DETECTOR:
+                # `transform` zeroes a detector value after standardising when it is not finite or
+                # its flag is 0; compress() keeps finiteness, so the same test is made on the raw
+                # value, and the dropped ones are replaced first: no NaN flows through the graph.
+                present = jnp.isfinite(values) & (flags[_DETECTOR[name]] > 0)
+                values = jnp.where(present, values, 1.0)
+            elif name in GROUPS["bayes"]:
+                values = jnp.where(jnp.isnan(values), _BAYES_FILL, values)
+            else:
+                values = jnp.where(jnp.isnan(values), self.median[name], values)
+            values = (_compress(name, values, jnp) - self.mean[name]) / self.std[name]
+            out.append(jnp.where(present, values, 0.0) if name in _DETECTOR else values)
+        x = jnp.stack(out, axis=1).astype(jnp.float32)
+        present = [(flags[name] > 0).astype(jnp.float32) for name in FLAGS]
+        ones = jnp.ones_like(present[0])
+        return x, jnp.stack([*present, ones, ones], axis=1)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state (plain floats and strings)."""

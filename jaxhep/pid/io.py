@@ -1,12 +1,15 @@
-"""Read ALICE PID track tables (Parquet, CSV, gzipped CSV) into NumPy columns.
+"""Read ALICE PID track tables (Parquet, CSV, gzipped CSV, O2 ROOT files) into NumPy columns.
 
 The reader takes only the 21 feature columns and the label (extra columns are ignored)
 and checks what the task needs; every problem is one `InputError(path, problem)` that
-names the file and says what is wrong, never a pyarrow traceback.
+names the file and says what is wrong, never a pyarrow or uproot traceback. A path with
+glob characters (`AO2D_*.root`) reads every matching file, sorted by name, as one table.
+ROOT files are O2Physics' PID-ML table, mapped to our columns by `jaxhep.pid.root_io`.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from pathlib import Path
@@ -17,9 +20,26 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from jaxhep.errors import InputError
+from jaxhep.pid import root_io
 from jaxhep.pid.species import FEATURES, LABEL, labels_from_pdg
 
 _CSV_COLUMN = re.compile(r"CSV column #(\d+)")
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+def data_files(spec: str | os.PathLike) -> list[Path]:
+    """The files `spec` names: itself, or the name-sorted matches of a glob pattern (`~` expanded).
+
+    Raises:
+      InputError: a pattern that matches no regular file.
+    """
+    text = str(spec)
+    if not _GLOB_CHARACTERS & set(text) or Path(text).exists():  # a file named "run[1].csv" is itself
+        return [Path(text)]
+    files = sorted(Path(p) for p in glob.glob(os.path.expanduser(text)) if Path(p).is_file())
+    if not files:
+        raise InputError(text, "no file matches this pattern")
+    return files
 
 
 def _table_format(path: Path) -> str:
@@ -28,7 +48,9 @@ def _table_format(path: Path) -> str:
         return "parquet"
     if name.endswith(".csv") or name.endswith(".csv.gz"):
         return "csv"
-    raise InputError(path, "unsupported file type (expected .parquet, .csv or .csv.gz)")
+    if name.endswith(".root"):
+        return "root"
+    raise InputError(path, "unsupported file type (expected .parquet, .csv, .csv.gz or .root)")
 
 
 def _is_numeric(dtype: pa.DataType) -> bool:
@@ -75,23 +97,38 @@ def _read(path: Path, fmt: str, names: list[str], needed: list[str]) -> pa.Table
 
 
 def read_table(path: str | os.PathLike, *, require_label: bool = True) -> dict[str, np.ndarray]:
-    """Read a PID table.
+    """Read a PID table: one file, or every file a glob pattern matches (concatenated in name order).
 
     Args:
       path: a .parquet, .csv or .csv.gz file with (at least) the FEATURES columns and,
-        if `require_label`, the LABEL column mc_pdg.
+        if `require_label`, the LABEL column mc_pdg; or a .root file with O2Physics' PID-ML
+        tree (`jaxhep.pid.root_io`); or a glob pattern of such files.
       require_label: False to read unlabelled data (e.g. real data for inference).
 
     Returns:
-      dict with each feature as float32 [N] (missing values NaN) and, when present,
-      "mc_pdg" as int64 [N].
+      dict with each feature as float32 [N] (missing values NaN) and, when present (in every
+      file), "mc_pdg" as int64 [N].
 
     Raises:
       InputError: file missing, unreadable/corrupt, empty, missing columns (all named), a
         non-numeric column, +-inf in any column (named, with counts), a feature column
-        entirely NaN (named), mc_pdg with missing or unknown codes (listed).
+        entirely NaN (named), mc_pdg with missing or unknown codes (listed); a pattern that
+        matches nothing. The message names the file; for an all-NaN column, the pattern.
     """
-    path = Path(path)
+    parts, absent = [], set(FEATURES)
+    for file in data_files(path):
+        columns, absent_here = _read_file(file, require_label)
+        parts.append(columns)
+        absent &= absent_here
+    out = parts[0] if len(parts) == 1 else _concatenate(parts)
+    all_nan = [name for name in FEATURES if name not in absent and np.isnan(out[name]).all()]
+    if all_nan:
+        raise InputError(path, f"feature column(s) entirely NaN: {', '.join(all_nan)}")
+    return out
+
+
+def _read_file(path: Path, require_label: bool) -> tuple[dict[str, np.ndarray], set[str]]:
+    """One file's columns (float32 features, int64 mc_pdg) and the features its format cannot hold."""
     if not path.exists():
         raise InputError(path, "file not found")
     if not path.is_file():
@@ -99,7 +136,19 @@ def read_table(path: str | os.PathLike, *, require_label: bool = True) -> dict[s
     fmt = _table_format(path)
     if path.stat().st_size == 0:
         raise InputError(path, "empty file (0 bytes)")
+    if fmt == "root":
+        columns, absent = root_io.read_o2_table(path, require_label=require_label), set(root_io.ABSENT)
+    else:
+        columns, absent = _read_arrow(path, fmt, require_label), set()
+    _reject_infinities(path, columns)
+    out = {name: columns[name].astype(np.float32) for name in FEATURES}
+    if LABEL in columns:
+        out[LABEL] = _labels(path, columns[LABEL])
+    return out, absent
 
+
+def _read_arrow(path: Path, fmt: str, require_label: bool) -> dict[str, np.ndarray]:
+    """float64 columns [N] of a CSV / Parquet file: the FEATURES and, if there, mc_pdg."""
     names = _column_names(path, fmt)
     needed = list(FEATURES)
     if require_label or LABEL in names:
@@ -114,17 +163,13 @@ def read_table(path: str | os.PathLike, *, require_label: bool = True) -> dict[s
     bad_types = [f"{f.name} ({f.type})" for f in table.schema if not _is_numeric(f.type)]
     if bad_types:
         raise InputError(path, f"non-numeric column(s): {', '.join(bad_types)}")
+    return {name: table.column(name).cast(pa.float64()).to_numpy() for name in needed}
 
-    columns = {name: table.column(name).cast(pa.float64()).to_numpy() for name in needed}
-    _reject_infinities(path, columns)
-    all_nan = [name for name in FEATURES if np.isnan(columns[name]).all()]
-    if all_nan:
-        raise InputError(path, f"feature column(s) entirely NaN: {', '.join(all_nan)}")
 
-    out = {name: columns[name].astype(np.float32) for name in FEATURES}
-    if LABEL in columns:
-        out[LABEL] = _labels(path, columns[LABEL])
-    return out
+def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Row-wise concatenation; mc_pdg only when every file has it (unlabelled reads)."""
+    keys = [name for name in parts[0] if all(name in part for part in parts)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in keys}
 
 
 def _reject_infinities(path: Path, columns: dict[str, np.ndarray]) -> None:

@@ -12,8 +12,9 @@ NAMES = {"simple": "SimpleNN", "dnn": "DNN", "fse": "FSE+Attention", "bayes": "B
 
 
 def roc_points(labels: np.ndarray, probs: np.ndarray, grid: int = 200) -> dict:
-    """One-vs-rest ROC curves per species and their macro average on a common FPR grid."""
-    fpr_grid = np.linspace(0, 1, grid)
+    """One-vs-rest ROC curves per species and their macro average on a common FPR grid: 0, then
+    `grid` points log-spaced from 1e-4 to 1 (the figures show rejection 1/FPR on a log axis)."""
+    fpr_grid = np.r_[0.0, np.geomspace(1e-4, 1.0, grid)]
     curves, tprs = {}, []
     for c, s in enumerate(SPECIES):
         fpr, tpr, _ = metrics.roc_curve(labels == c, probs[:, c])
@@ -27,8 +28,54 @@ def roc_points(labels: np.ndarray, probs: np.ndarray, grid: int = 200) -> dict:
     return {"per_species": curves, "macro": (fpr_grid, macro_tpr, float(np.trapezoid(macro_tpr, fpr_grid)))}
 
 
+def figure_label(run: Run) -> plots.Label:
+    """ALICE style; "Simulation" and the collision system when the run used the simulated default
+    sample (no --data in its config.json). No energy: the simulator has no sqrt(s_NN), only spectra
+    matched to measured Pb-Pb ones."""
+    simulated = run.config["pid"]["data"]["path"] is None
+    return plots.Label("ALICE", "ALICE", simulated, "Pb–Pb" if simulated else "")
+
+
+def _counts(fraction: float, n: int) -> int:
+    """The whole count behind a fraction of n (metrics.json keeps fractions)."""
+    return int(round(fraction * n)) if np.isfinite(fraction) else 0
+
+
+def _interval(fraction: float, n: int) -> tuple[float, float]:
+    """Clopper-Pearson interval of a fraction of n tracks."""
+    lo, hi = plots.efficiency_interval([_counts(fraction, n)], [n])
+    return float(lo[0]), float(hi[0])
+
+
+def _confusion_counts(m: dict) -> np.ndarray:
+    """Confusion counts [C, C] from metrics' row-normalised matrix and the per-species support."""
+    support = np.array([m["support"][s] for s in SPECIES], dtype=np.float64)
+    return np.rint(np.asarray(m["confusion"], dtype=np.float64) * support[:, None])
+
+
 def write_report(run: Run, results: dict, header: dict) -> None:
     """Figures + report.md + metrics.json from `results[range][model]` (see experiments/pid.py)."""
+    with plots.style(figure_label(run)):
+        figures, overview = _write_figures(run, results)
+    run.write_json(
+        "metrics.json",
+        {
+            rng: {
+                m: {k: v for k, v in r.items() if k not in ("roc", "history")} for m, r in per_model.items()
+            }
+            for rng, per_model in results.items()
+        },
+    )
+    run.write_text("report.md", _markdown(results, header, figures, overview))
+
+
+def _write_figures(run: Run, results: dict) -> tuple[dict[str, list[str]], list]:
+    """Every figure of the report: ({range: [figure paths]}, [overview figure paths]).
+
+    ROC curves: signal efficiency against background rejection 1/eps on a log axis, per species
+    one-vs-rest (the networks reach AUC 0.97+, where 1 - eps squeezes every curve into a corner);
+    efficiencies and purities with Clopper-Pearson intervals."""
+    roc_axes = dict(rejection="inverse", signal="signal species", background="other species")
     figures: dict[str, list[str]] = {}
     for rng, per_model in results.items():
         figs = figures.setdefault(rng, [])
@@ -37,7 +84,10 @@ def write_report(run: Run, results: dict, header: dict) -> None:
         figs.append(
             _fig(
                 plots.roc_curves(
-                    macro, run.plot_path(f"roc_macro_{tag}.png"), title=f"Macro-average ROC, pT {rng}"
+                    macro,
+                    run.plot_path(f"roc_macro_{tag}.png"),
+                    title=f"Macro-average ROC, pT {rng}",
+                    **roc_axes,
                 )
             )
         )
@@ -49,6 +99,7 @@ def write_report(run: Run, results: dict, header: dict) -> None:
                         r["roc"]["per_species"],
                         run.plot_path(f"roc_{m}_{tag}.png"),
                         title=f"{NAMES[m]} one-vs-rest ROC, pT {rng}",
+                        **roc_axes,
                     )
                 )
             )
@@ -62,10 +113,7 @@ def write_report(run: Run, results: dict, header: dict) -> None:
                     )
                 )
             )
-            eff_pur[NAMES[m]] = (
-                [r["metrics"]["efficiency"][s] for s in SPECIES],
-                [r["metrics"]["purity"][s] for s in SPECIES],
-            )
+            eff_pur[NAMES[m]] = _confusion_counts(r["metrics"])
             if r.get("history"):
                 figs.append(
                     _fig(
@@ -105,22 +153,29 @@ def write_report(run: Run, results: dict, header: dict) -> None:
         best = _best_network(per_model)
         if best:
             cmp = per_model[best]["bayes_comparison"]["all"]
-            bars = {
-                s: {NAMES[best]: cmp["nn_per_species"][s], NAMES["bayes"]: cmp["bayes_per_species"][s]}
-                for s in SPECIES
-            }
+            support = per_model[best]["metrics"]["support"]  # "all": every test track
+            bars, intervals = {}, {}
+            for s in SPECIES:
+                pair = {NAMES[best]: cmp["nn_per_species"][s], NAMES["bayes"]: cmp["bayes_per_species"][s]}
+                bars[s] = pair
+                intervals[s] = {k: _interval(v, support[s]) for k, v in pair.items()}
             figs.append(
                 _fig(
                     plots.grouped_bars(
                         bars,
                         run.plot_path(f"bayes_per_species_{tag}.png"),
-                        ylabel="efficiency (accuracy per true species)",
+                        ylabel="efficiency per true species",
                         title=f"{NAMES[best]} vs Bayesian PID, pT {rng}",
+                        intervals=intervals,
                     )
                 )
             )
     acc = {
         rng: {NAMES[m]: r["metrics"]["accuracy"] for m, r in per_model.items()}
+        for rng, per_model in results.items()
+    }
+    acc_intervals = {
+        rng: {NAMES[m]: _interval(r["metrics"]["accuracy"], r["metrics"]["n"]) for m, r in per_model.items()}
         for rng, per_model in results.items()
     }
     overview = [
@@ -130,19 +185,11 @@ def write_report(run: Run, results: dict, header: dict) -> None:
                 run.plot_path("accuracy_by_range.png"),
                 ylabel="accuracy",
                 title="Test accuracy per momentum range",
+                intervals=acc_intervals,
             )
         )
     ]
-    run.write_json(
-        "metrics.json",
-        {
-            rng: {
-                m: {k: v for k, v in r.items() if k not in ("roc", "history")} for m, r in per_model.items()
-            }
-            for rng, per_model in results.items()
-        },
-    )
-    run.write_text("report.md", _markdown(results, header, figures, overview))
+    return figures, overview
 
 
 def _fig(path) -> str | None:

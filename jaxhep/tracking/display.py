@@ -22,14 +22,12 @@ def event_display(
 
     x, y, z: [N] hit positions (mm); track_id: [N] the track of each hit.
     """
-    if not plots.available():
+    fig, axes = plots.figure(6.0, 5.5, ncols=2)
+    if fig is None:
         return None
-    from matplotlib.figure import Figure
-
+    ax_xy, ax_rz = axes
     ids, counts = np.unique(track_id, return_counts=True)
     shown = ids[np.argsort(-counts)[:n_tracks]]
-    fig = Figure(figsize=(12, 5.5))
-    ax_xy, ax_rz = fig.subplots(1, 2)
     r = np.hypot(x, y)
     for ax, (u, v, labels) in ((ax_xy, (x, y, ("x [mm]", "y [mm]"))), (ax_rz, (z, r, ("z [mm]", "r [mm]")))):
         ax.scatter(u, v, s=0.2, c="0.8", rasterized=True)
@@ -40,9 +38,4 @@ def event_display(
         ax.set_xlabel(labels[0])
         ax.set_ylabel(labels[1])
     ax_xy.set_aspect("equal")
-    fig.suptitle(title or f"hits (grey) and the {len(shown)} longest found tracks")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+    return plots.save(fig, path, title or f"hits (grey) and the {len(shown)} longest found tracks")

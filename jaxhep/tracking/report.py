@@ -12,55 +12,74 @@ from jaxhep.tracking.display import event_display
 from jaxhep.tracking.evaluate import Evaluation
 
 
+def figure_label(cfg: TrackingConfig) -> plots.Label:
+    """ATLAS style, but "TrackML" as the name: the TrackML detector is a generic, ATLAS-like one
+    that belongs to no experiment. "Simulation" and the mean pile-up when the events came from
+    jaxhep's simulator (no --data); no sqrt(s): the simulator has none, only spectra fitted at 7 TeV."""
+    simulated = cfg.data.path is None
+    pileup = rf"$\langle\mu\rangle$ = {cfg.data.pileup:g}"
+    return plots.Label("TrackML", "ATLAS", simulated, pileup if simulated else "")
+
+
+def _counts(binned: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(k [K], n [K]): the passing and total counts of a binned efficiency of the report."""
+    n = np.asarray(binned["n"], dtype=np.float64)
+    eff = np.nan_to_num(np.asarray(binned["efficiency"], dtype=np.float64))  # NaN where n = 0
+    return np.rint(eff * n), n
+
+
 def write_plots(
     run: Run, ev: Evaluation, cfg: TrackingConfig, history: list[dict], filter_history: list[dict] | None
 ) -> None:
-    """The report's figures in `run`'s plots/: edge ROC, efficiencies vs pT and eta, training curves
-    (`history`; `filter_history` of stage 1, None for one stage) and event displays of the first
-    `cfg.eval.displays` test events."""
+    """The report's figures in `run`'s plots/: edge ROC (true-edge efficiency vs fake-edge rejection
+    1/eps on a log axis, as ATLAS shows taggers), efficiencies vs pT and eta (Clopper-Pearson
+    intervals), training curves (`history`; `filter_history` of stage 1, None for one stage) and
+    event displays of the first `cfg.eval.displays` test events."""
     r = ev.report
-    if filter_history is not None:
-        plots.training_curves(
-            filter_history, run.plot_path("training_filter.png"), keys=("loss", "val_kept", "val_auc")
+    with plots.style(figure_label(cfg)):
+        if filter_history is not None:
+            plots.training_curves(
+                filter_history, run.plot_path("training_filter.png"), keys=("loss", "val_kept", "val_auc")
+            )
+        plots.roc_curves(
+            {"edge classifier": ev.roc},
+            run.plot_path("roc.png"),
+            title="Edge ROC (test)",
+            rejection="inverse",
+            signal="true-edge",
+            background="fake-edge",
         )
-    plots.roc_curves(
-        {"edge classifier": ev.roc}, run.plot_path("roc.png"), title="Edge ROC (test)", log_fpr=True
-    )
-    eff_pt, track_pt = r["edge_efficiency_vs_pt"], r["track_efficiency_vs_pt"]
-    plots.binned_curves(
-        evaluate.PT_BINS,
-        {
-            "true edges kept": (eff_pt["efficiency"], eff_pt["error"]),
-            "particles found (tracks)": (track_pt["efficiency"], track_pt["error"]),
-        },
-        run.plot_path("efficiency_vs_pt.png"),
-        xlabel="particle pT [GeV]",
-        ylabel="efficiency",
-        title=f"Efficiency vs pT (edge threshold {ev.threshold:.2f}; tracks: double majority, >= 5 hits)",
-        log_x=True,
-    )
-    eff_eta, track_eta = r["edge_efficiency_vs_eta"], r["track_efficiency_vs_eta"]
-    plots.binned_curves(
-        evaluate.ETA_BINS,
-        {
-            "true edges kept": (eff_eta["efficiency"], eff_eta["error"]),
-            f"particles found, pT > {cfg.eval.pt_min:g} GeV": (track_eta["efficiency"], track_eta["error"]),
-        },
-        run.plot_path("efficiency_vs_eta.png"),
-        xlabel="particle eta",
-        ylabel="efficiency",
-        title="Efficiency vs eta",
-    )
-    plots.training_curves(history, run.plot_path("training.png"), keys=("loss", "val_f1", "val_auc"))
-    for e in ev.per_event[: cfg.eval.displays]:
-        h = e["hits"]
-        event_display(
-            np.asarray(h["x"]),
-            np.asarray(h["y"]),
-            np.asarray(h["z"]),
-            e["track_id"],
-            run.plot_path("event_display.png"),
+        plots.efficiency_curves(
+            evaluate.PT_BINS,
+            {
+                "true edges kept": _counts(r["edge_efficiency_vs_pt"]),
+                "particles found (tracks)": _counts(r["track_efficiency_vs_pt"]),
+            },
+            run.plot_path("efficiency_vs_pt.png"),
+            xlabel="particle $p_T$ [GeV]",
+            title=f"Efficiency vs pT (edge threshold {ev.threshold:.2f}; tracks: double majority, >= 5 hits)",
+            log_x=True,
         )
+        plots.efficiency_curves(
+            evaluate.ETA_BINS,
+            {
+                "true edges kept": _counts(r["edge_efficiency_vs_eta"]),
+                f"particles found, pT > {cfg.eval.pt_min:g} GeV": _counts(r["track_efficiency_vs_eta"]),
+            },
+            run.plot_path("efficiency_vs_eta.png"),
+            xlabel=r"particle $\eta$",
+            title="Efficiency vs eta",
+        )
+        plots.training_curves(history, run.plot_path("training.png"), keys=("loss", "val_f1", "val_auc"))
+        for e in ev.per_event[: cfg.eval.displays]:
+            h = e["hits"]
+            event_display(
+                np.asarray(h["x"]),
+                np.asarray(h["y"]),
+                np.asarray(h["z"]),
+                e["track_id"],
+                run.plot_path("event_display.png"),
+            )
 
 
 def markdown(r: dict, devices: str) -> str:

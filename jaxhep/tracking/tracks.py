@@ -4,10 +4,9 @@ Input contract, per event: `senders`, `receivers` [E] hit indices 0..N-1 (edges 
 `scores` [E] edge probabilities, and a threshold; an edge is kept when `score >= threshold` (the
 convention of `jaxhep.metrics.binary_metrics`; NaN scores are never kept). Self-loops are ignored.
 
-Two ways to build tracks, both vectorised NumPy (no loop over hits or edges, only over rounds of a
-few passes over the arrays; about 0.05-0.2 s for 100 k hits and 1 M edges on one CPU core):
-- "components": connected components of the kept edges (Exa.TrkX's baseline). One fake edge above
-  threshold merges two tracks.
+Two ways to build tracks (no Python loop over hits or edges):
+- "components": connected components of the kept edges (Exa.TrkX's baseline; SciPy's csgraph). One
+  fake edge above threshold merges two tracks.
 - "walk": every hit keeps at most one outgoing and one incoming edge, chosen greedily by score, so a
   branching keeps its best continuation and tracks become simple chains (see `walk_edges`).
 
@@ -27,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from scipy.sparse import coo_array, csgraph
 
 METHODS = ("components", "walk")
 SUBMISSION_COLUMNS = ("event_id", "hit_id", "track_id")
@@ -44,21 +44,13 @@ def _edges(n_nodes: int, senders, receivers) -> tuple[np.ndarray, np.ndarray]:
     return s, r
 
 
-def _dense(values: np.ndarray) -> np.ndarray:
-    """0..K-1 labels in increasing order of the K distinct values: [n] -> [n] int64."""
-    return np.unique(values, return_inverse=True)[1].astype(np.int64).ravel()
-
-
 def connected_components(n_nodes: int, senders, receivers, keep_mask=None) -> np.ndarray:
     """Component label of each hit: [N] int64 in 0..K-1, numbered by each component's smallest hit.
 
     senders, receivers: [E] hit indices; keep_mask: [E] bool, the edges to use (all if None). Edge
-    direction is ignored; an isolated hit is a component of its own.
-
-    Min-label hooking with pointer jumping (Shiloach-Vishkin without the stagnant-tree rule): every
-    root hooks onto the smallest root across its edges, then every hit jumps to its root. A root that
-    is a local minimum is hooked in the next round at the latest, so the number of trees in each
-    component halves every two rounds.
+    direction is ignored; an isolated hit is a component of its own. SciPy's csgraph finds the
+    components (a search started from each unvisited hit in order, so already numbered by smallest
+    hit; `_by_smallest_member` makes sure, as scipy does not document it).
     """
     s, r = _edges(n_nodes, senders, receivers)
     if keep_mask is not None:
@@ -66,21 +58,23 @@ def connected_components(n_nodes: int, senders, receivers, keep_mask=None) -> np
         if keep.shape != s.shape:
             raise ValueError(f"keep_mask {keep.shape} does not match the {len(s)} edges")
         s, r = s[keep], r[keep]
-    parent = np.arange(n_nodes, dtype=np.int64)  # invariant: parent[i] <= i, so no cycles
-    while len(s):
-        ps, pr = parent[s], parent[r]
-        # An edge inside one tree stays inside it: drop it for good.
-        open_ = ps != pr
-        s, r, ps, pr = s[open_], r[open_], ps[open_], pr[open_]
-        if not len(s):
-            break
-        np.minimum.at(parent, np.maximum(ps, pr), np.minimum(ps, pr))
-        while True:
-            grand = parent[parent]
-            if np.array_equal(grand, parent):
-                break
-            parent = grand
-    return _dense(parent)
+    adjacency = coo_array((np.ones(len(s), np.int8), (s, r)), shape=(n_nodes, n_nodes)).tocsr()
+    _, labels = csgraph.connected_components(adjacency, directed=False)
+    return _by_smallest_member(labels)
+
+
+def _by_smallest_member(labels: np.ndarray) -> np.ndarray:
+    """Labels [N] renumbered 0..K-1 in order of each one's smallest index: [N] int64."""
+    labels = labels.astype(np.int64)
+    # Numbered by first appearance iff the running maximum starts at 0 and never steps by more
+    # than 1: an O(N) check instead of the sort below (~30 ms for 100 k hits).
+    running = np.maximum.accumulate(labels)
+    if not len(labels) or (running[0] == 0 and np.all(np.diff(running) <= 1)):
+        return labels
+    smallest = np.unique(labels, return_index=True)[1]  # [K], per label
+    rank = np.empty(len(smallest), np.int64)
+    rank[np.argsort(smallest)] = np.arange(len(smallest))
+    return rank[np.unique(labels, return_inverse=True)[1].ravel()]
 
 
 def _best_edge(node: np.ndarray, score: np.ndarray, edge: np.ndarray, n_nodes: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from jaxhep.dune import dataset
 from jaxhep.dune.api import load_predictor
 from jaxhep.dune.config import DataConfig
 from jaxhep.errors import InputError
+from jaxhep.export import run_onnx, session
 from jaxhep.runs import Run, load_registry
 from tests.smoke import smoke_args
 
@@ -36,8 +37,28 @@ def _data(run, dirs) -> dataset.DuneData:
     return dataset.load(cfg["task"], from_dict(DataConfig, cfg["data"]), dirs[3])
 
 
-def test_direction_compares_three_and_single_plane(dirs):
-    run = dune_experiment.main(["direction", *TINY, "--members", "2", "--set", "data.n_events=200", *dirs])
+@pytest.fixture(scope="module")
+def direction_run(dirs):
+    """One tiny direction run (three_plane and single_plane, 2 members), shared by the tests that read it."""
+    return dune_experiment.main(["direction", *TINY, "--members", "2", "--set", "data.n_events=200", *dirs])
+
+
+def _classifier_run(dirs, task):
+    return dune_experiment.main([task, *TINY, "--members", "1", "--set", f"net.{task}.depth=2", *dirs])
+
+
+@pytest.fixture(scope="module")
+def channel_run(dirs):
+    return _classifier_run(dirs, "channel")
+
+
+@pytest.fixture(scope="module")
+def maintrack_run(dirs):
+    return _classifier_run(dirs, "maintrack")
+
+
+def test_direction_compares_three_and_single_plane(direction_run, dirs):
+    run = direction_run
     metrics_json = json.loads((run.path / "metrics.json").read_text())["networks"]
     assert set(metrics_json) == {"three_plane", "single_plane"}
     for r in metrics_json.values():
@@ -69,8 +90,8 @@ def test_direction_compares_three_and_single_plane(dirs):
 
 
 @pytest.mark.parametrize("task", ["channel", "maintrack"])
-def test_classifiers_report_accuracy_and_auc(dirs, task):
-    run = dune_experiment.main([task, *TINY, "--members", "1", "--set", f"net.{task}.depth=2", *dirs])
+def test_classifiers_report_accuracy_and_auc(dirs, task, request):
+    run = request.getfixturevalue(f"{task}_run")
     r = json.loads((run.path / "metrics.json").read_text())["networks"]["classifier"]
     assert 0 <= r["accuracy"] <= 1 and (0 <= r["auc"] <= 1 or np.isnan(r["auc"]))
     # The Python API reproduces the test accuracy from the NPZ file.
@@ -106,7 +127,47 @@ def test_print_config_shows_every_field_and_starts_no_run(dirs, tmp_path, capsys
     assert len(changed) == len(default)
 
 
-def test_a_runs_config_json_given_back_gives_the_same_config(dirs):
+def test_onnx_export_of_direction_equals_the_predictor_at_two_batch_sizes(direction_run, dirs, tmp_path):
+    run = direction_run
+    records = dune_experiment.main(["export", str(run.path), "--out", str(tmp_path)])
+    assert {r["file"] for r in records} == {"direction_three_plane.onnx", "direction_single_plane.onnx"}
+    assert json.loads((tmp_path / "export.json").read_text()) == records
+    data = _data(run, dirs)
+    rows = data.rows["test"]
+    for network in ("three_plane", "single_plane"):
+        predictor = load_predictor(run.path, network)
+        sess = session(tmp_path / f"direction_{network}.onnx")
+        assert [i.name for i in sess.get_inputs()] == list(predictor.input_keys)
+        assert sess.get_modelmeta().custom_metadata_map["members"] == "2"
+        for batch in (rows[:1], rows):  # two batch sizes: N is dynamic
+            images = data.source.read_rows(batch)
+            want = predictor.outputs(images)
+            direction, members, agreement, spread = run_onnx(sess, [images[k] for k in predictor.input_keys])
+            np.testing.assert_allclose(direction, predictor.predict(images), rtol=0, atol=1e-5)
+            np.testing.assert_allclose(members, want["members"], rtol=0, atol=1e-5)
+            np.testing.assert_allclose(agreement, want["sense_agreement"], rtol=0, atol=1e-5)
+            np.testing.assert_allclose(spread, np.radians(want["spread_deg"]), rtol=0, atol=1e-5)
+            assert members.shape == (len(batch), 2, 3)
+
+
+@pytest.mark.parametrize("task", ["channel", "maintrack"])
+def test_onnx_export_of_classifiers_equals_the_predictor(dirs, task, request, tmp_path):
+    run = request.getfixturevalue(f"{task}_run")
+    (record,) = dune_experiment.main(["export", str(run.path), "--out", str(tmp_path)])
+    assert record["outputs"] == ["prob", "prob_std", "member_prob"]
+    predictor = load_predictor(run.path)
+    sess = session(tmp_path / record["file"])
+    data = _data(run, dirs)
+    for batch in (data.rows["test"][:2], data.rows["test"]):
+        images = data.source.read_rows(batch)
+        want = predictor.outputs(images)
+        prob, prob_std, member_prob = run_onnx(sess, [images[k] for k in predictor.input_keys])
+        np.testing.assert_allclose(prob, predictor.predict(images), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(prob_std, want["prob_std"], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(member_prob, 1 / (1 + np.exp(-want["members"])), rtol=0, atol=1e-5)
+
+
+def test_a_runs_config_json_given_back_gives_the_same_config(dirs, maintrack_run):
     configs = [
         Path(r["path"], "config.json") for r in load_registry(dirs[1], "dune") if r["status"] == "done"
     ]

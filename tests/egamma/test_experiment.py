@@ -19,6 +19,7 @@ from jaxhep.egamma.config import EgammaConfig
 from jaxhep.egamma.experiment import input_workers
 from jaxhep.egamma.sim.simulate import write_hdf5
 from jaxhep.errors import InputError
+from jaxhep.export import run_onnx, session
 from jaxhep.train import TrainConfig
 from tests.approx import approx
 from tests.smoke import smoke_args
@@ -94,6 +95,34 @@ def test_predictor_reproduces_the_runs_test_figures_from_its_hdf5_files(tiny_run
         predictor.predict(images.transpose(0, 3, 1, 2))  # channels first
     with pytest.raises(InputError, match="no finished model 'peer'"):
         load_predictor(run.path, "peer")
+
+
+def test_onnx_export_command_writes_files_that_equal_the_predictor(tiny_run, dirs, tmp_path):
+    run = tiny_run
+    records = egamma_experiment.main(["export", str(run.path), "--out", str(tmp_path)])
+    assert [r["file"] for r in records] == ["plain.onnx", "se.onnx"]
+    assert json.loads((tmp_path / "export.json").read_text()) == records
+    assert all(
+        r["inputs"] == [{"name": "images", "shape": ["N", 32, 32, 2], "dtype": "float32"}] for r in records
+    )
+    data = dataset.load(from_dict(EgammaConfig, run.config["egamma"]).data, dirs["data"])
+    images = np.concatenate([_read_x(p) for p in data.source.paths])[
+        data.rows["test"]
+    ]  # raw, as in the files
+    for name in ("se", "plain"):
+        predictor = load_predictor(run.path, name)
+        sess = session(tmp_path / f"{name}.onnx")
+        meta = sess.get_modelmeta().custom_metadata_map
+        assert float(meta["threshold_logit"]) == predictor.threshold_logit and meta["run_id"] == run.path.name
+        assert (
+            json.loads((tmp_path / f"{name}.json").read_text())["normalisation"]
+            == predictor.trained.stats.to_dict()
+        )
+        for rows in (images[:1], images):  # two batch sizes: N is dynamic
+            logit, p_electron = run_onnx(sess, [rows])
+            np.testing.assert_allclose(logit, predictor.logits(rows), rtol=0, atol=1e-5)
+            np.testing.assert_allclose(p_electron, predictor.predict_proba(rows), rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(logit >= predictor.threshold_logit, predictor.predict(images) == 1)
 
 
 def test_print_config_lists_every_field_and_makes_no_run(dirs, tmp_path, capsys):

@@ -14,11 +14,15 @@ import pytest
 from experiments import pid as pid_experiment
 from jaxhep import cli
 from jaxhep.config import from_dict
+from jaxhep.export import export as export_onnx
+from jaxhep.export import run_onnx, session
 from jaxhep.pid import experiment
-from jaxhep.pid.api import load_predictor
+from jaxhep.pid import export as pid_export
+from jaxhep.pid.api import available_models, load_predictor
 from jaxhep.pid.config import PIDConfig
 from jaxhep.pid.dataset import load_table
 from jaxhep.pid.sim.simulate import simulate_tracks, write_table
+from jaxhep.pid.species import FEATURES, GROUPS, SPECIES
 from jaxhep.runs import Run, load_registry
 from tests.smoke import smoke_args
 
@@ -91,6 +95,92 @@ def test_print_config_and_a_runs_config_json_given_back(dirs, capsys):
     )
     assert again.config["pid"] == json.loads(config.read_text())["pid"]  # the same run (models reused)
     assert json.loads((again.path / "metrics.json").read_text())["full"]["fse"]["reused_from"]
+
+
+def _done_run(dirs, models):
+    """The first finished run of the module's tiny runs whose models are exactly `models`."""
+    done = [Path(r["path"]) for r in load_registry(dirs["workdir"], "pid") if r["status"] == "done"]
+    return next(path for path in done if available_models(path) == models)
+
+
+def _test_rows(dirs, run_dir, n):
+    """Raw test rows [n, 21] of the run's table, with rows that lack TOF, TPC, or have TOF's flag
+    but NaN values (as a C++ caller may send them)."""
+    table = load_table(
+        from_dict(PIDConfig, json.loads((run_dir / "config.json").read_text())["pid"]).data, dirs["data"]
+    )
+    rows = np.stack([table.columns[f][table.test[:n]] for f in FEATURES], axis=1).astype(np.float32)
+    tof = [FEATURES.index(f) for f in GROUPS["tof"]]
+    tpc = [FEATURES.index(f) for f in GROUPS["tpc"]]
+    rows[0:40:3, tof], rows[0:40:3, FEATURES.index("has_tof")] = np.nan, 0.0
+    rows[1:40:5, tpc + tof], rows[1:40:5, FEATURES.index("has_tpc")] = np.nan, 0.0
+    rows[1:40:5, FEATURES.index("has_tof")] = 0.0
+    rows[2, tof] = np.nan  # TOF flag on, values missing
+    return rows
+
+
+def test_export_command_writes_onnx_that_gives_predict_proba_from_raw_columns(dirs, tmp_path, capsys):
+    """`export RUN_DIR`: ONNX Runtime on raw columns with NaNs == predict_proba within 1e-5 at two
+    batch sizes; the O2Physics per-species files give that species' column from O2-style inputs."""
+    import onnx
+
+    run_dir = _done_run(dirs, [("fse", "full")])  # the run that reused the FSE: one model
+    out = tmp_path / "onnx"
+    records = pid_experiment.main(["export", str(run_dir), "--out", str(out)])
+    o2_files = [f"o2physics/fse_full/attention_model_{pdg}.onnx" for pdg in (211, 321, 2212, 11)]
+    assert [r["file"] for r in records] == ["fse_full.onnx", *o2_files]
+    assert json.loads((out / "export.json").read_text()) == records
+    assert f"{out / 'fse_full.onnx'}  (columns['N', 21] -> probabilities" in capsys.readouterr().out
+
+    rows = _test_rows(dirs, run_dir, 300)
+    want = load_predictor(run_dir, "fse", "full").predict_proba(
+        {f: rows[:, j] for j, f in enumerate(FEATURES)}
+    )
+    sess = session(out / "fse_full.onnx")
+    for batch in (rows[:1], rows):
+        got = run_onnx(sess, [batch])[0]
+        assert got.shape == (len(batch), 4)
+        np.testing.assert_allclose(got, want[: len(batch)], atol=1e-5, rtol=0)
+    meta = {p.key: p.value for p in onnx.load(out / "fse_full.onnx").metadata_props}
+    assert meta["species"] == ",".join(SPECIES) and meta["feature_columns"] == ",".join(FEATURES)
+    assert meta["run_id"] == run_dir.name and (meta["model"], meta["momentum_range"]) == ("fse", "full")
+
+    o2_rows = pid_export.to_o2_units(rows)  # -999 for missing TPC / TOF values, Bayes in percent
+    assert (o2_rows == -999.0).any()
+    for k, file in enumerate(o2_files):
+        got = run_onnx(session(out / file), [o2_rows])[0]
+        assert got.shape == (300, 1)
+        np.testing.assert_allclose(got[:, 0], want[:, k], atol=1e-5, rtol=0)
+    sidecar = json.loads((out / "o2physics/fse_full/attention_model_321.json").read_text())
+    assert sidecar["pdg"] == 321 and sidecar["columns_for_training"][3] == "fTPCSignal"
+    folder = out / "o2physics/fse_full"  # the two files O2's PidONNXModel reads beside its models
+    columns = json.loads((folder / "columns_for_training.json").read_text())["columns_for_training"]
+    assert columns == sidecar["columns_for_training"]
+    assert json.loads((folder / "scaling_params.json").read_text())["data"] == [
+        [c, 0.0, 1.0] for c in columns
+    ]
+
+
+def test_simple_nn_exports_with_its_preprocessing(dirs, tmp_path):
+    run_dir = _done_run(
+        dirs, [("fse", "0.7-1.5"), ("fse", "full"), ("simple", "0.7-1.5"), ("simple", "full")]
+    )
+    graphs = pid_export.onnx_graphs(run_dir, models=("simple",), ranges=("0.7-1.5",), o2physics=False)
+    assert [g.name for g in graphs] == ["simple_0.7-1.5"]
+    export_onnx(graphs, tmp_path)
+    rows = _test_rows(dirs, run_dir, 64)
+    want = load_predictor(run_dir, "simple", "0.7-1.5").predict_proba(
+        {f: rows[:, j] for j, f in enumerate(FEATURES)}
+    )
+    np.testing.assert_allclose(
+        run_onnx(session(tmp_path / "simple_0.7-1.5.onnx"), [rows])[0], want, atol=1e-5
+    )
+
+
+def test_export_of_a_bad_run_dir_is_one_line(dirs, tmp_path, capsys):
+    _expect_user_error(capsys, ["export", str(tmp_path / "nowhere")], "nowhere", "not a run folder")
+    (tmp_path / "config.json").write_text("{}")
+    _expect_user_error(capsys, ["export", str(tmp_path)], "models", "no finished PID model")
 
 
 def _cli(args, env=None, timeout=400, kill_after_epoch=None):

@@ -131,3 +131,17 @@ def test_infinities_are_rejected_naming_each_column(tmp_path, columns):
             "missing measurement as NaN",
         )
         assert "tof_beta" not in message
+
+
+def test_glob_reads_every_match_in_name_order(tmp_path, columns):
+    first, second = ({k: v[rows] for k, v in columns.items()} for rows in (slice(0, 200), slice(200, None)))
+    write_table(second, tmp_path / "part_2.csv")
+    write_table(first, tmp_path / "part_1.parquet")  # formats may differ; order is by name
+    _assert_same(read_table(tmp_path / "part_*"), columns)
+    # A feature missing in one file only is fine; missing in every file names the pattern.
+    nan = np.full(200, np.nan, np.float32)
+    write_table(dict(first, tof_beta=nan), tmp_path / "part_1.parquet")
+    assert np.isnan(read_table(tmp_path / "part_*")["tof_beta"][:200]).all()
+    write_table(dict(second, tof_beta=np.full(300, np.nan, np.float32)), tmp_path / "part_2.csv")
+    _raises(tmp_path / "part_*", "entirely NaN", "tof_beta")
+    _raises(tmp_path / "nothing_*.csv", "no file matches")
