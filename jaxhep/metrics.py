@@ -372,3 +372,30 @@ def binned_mean(x: Any, y: Any, bins: int | Any) -> tuple[np.ndarray, np.ndarray
     var = np.divide(sq_dev, count - 1, out=np.zeros(k), where=count > 1)
     sem = np.where(count > 0, np.sqrt(var / np.maximum(count, 1)), np.nan)
     return edges, mean, sem, count
+
+
+# One Gaussian standard deviation: HEP's confidence level for efficiency error bars (ROOT's
+# TEfficiency default, 0.682689).
+ONE_SIGMA = 0.682689492137086
+
+
+def efficiency_interval(k: Any, n: Any, confidence: float = ONE_SIGMA) -> tuple[np.ndarray, np.ndarray]:
+    """Clopper-Pearson (exact binomial) interval of the efficiency k / n: (lo [K], hi [K]).
+
+    k, n: [K] passing and total counts (whole numbers, 0 <= k <= n). lo = 0 at k = 0 and hi = 1 at
+    k = n; the other ends are Beta quantiles, so a bin at 0 or 1 still has a one-sided error.
+    Bins with n = 0 get NaN. Equals scipy.stats.binomtest(k, n).proportion_ci(confidence,
+    method="exact") and ROOT's TEfficiency default (68.3 %).
+    """
+    from scipy import stats
+
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    if k.shape != n.shape:
+        raise ValueError(f"k and n must have one shape, got {k.shape} and {n.shape}")
+    if np.any((k < 0) | (k > n)) or np.any(k != np.round(k)) or np.any(n != np.round(n)):
+        raise ValueError("k and n must be whole counts with 0 <= k <= n")
+    tail = (1.0 - confidence) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.where(k > 0, stats.beta.ppf(tail, np.maximum(k, 1), n - k + 1), 0.0)
+        hi = np.where(k < n, stats.beta.ppf(1 - tail, k + 1, np.maximum(n - k, 1)), 1.0)
+    return np.where(n > 0, lo, np.nan), np.where(n > 0, hi, np.nan)

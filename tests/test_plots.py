@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_curve
 
-from jaxhep import plots
+from jaxhep import metrics, plots
 from tests.approx import approx
 
 PNG_MAGIC = b"\x89PNG"
@@ -163,7 +163,7 @@ def test_without_matplotlib_every_function_returns_none(tmp_path, monkeypatch):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("confidence", [plots.ONE_SIGMA, 0.95])
+@pytest.mark.parametrize("confidence", [metrics.ONE_SIGMA, 0.95])
 def test_efficiency_interval_is_scipys_exact_clopper_pearson(confidence):
     pairs = [(0, 1), (1, 1), (0, 7), (7, 7), (3, 7), (1, 50), (49, 50), (25, 50), (0, 1000), (999, 1000)]
     k, n = np.array(pairs).T
@@ -174,8 +174,8 @@ def test_efficiency_interval_is_scipys_exact_clopper_pearson(confidence):
     assert lo[2] == 0.0 and hi[2] > 0.1  # k = 0: one-sided, and not of zero width
     assert hi[3] == 1.0 and lo[3] < 0.9  # k = n
     # Hand check: k = n = 1 at 68.27 %: lo solves lo^1 = (1 - 0.6827) / 2.
-    if confidence == plots.ONE_SIGMA:
-        assert lo[1] == approx((1 - plots.ONE_SIGMA) / 2)
+    if confidence == metrics.ONE_SIGMA:
+        assert lo[1] == approx((1 - metrics.ONE_SIGMA) / 2)
 
 
 def test_efficiency_interval_of_an_empty_bin_is_nan_and_bad_counts_raise():

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jaxhep import metrics
+from jaxhep.metrics import efficiency_interval
 from jaxhep.tracking.config import TrackingConfig
 from jaxhep.tracking.graph import EventGraph, build_graph, graph_efficiency_purity
 from jaxhep.tracking.io import read_event
@@ -39,10 +40,23 @@ def edge_efficiency_vs(
     ok = (idx >= 0) & (idx < len(bins) - 1)
     n = np.bincount(idx[ok], minlength=len(bins) - 1)
     k = np.bincount(idx[ok], weights=found[ok], minlength=len(bins) - 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        eff = k / n
-        err = np.sqrt(eff * (1 - eff) / n)
-    return {"edges": bins.tolist(), "efficiency": eff.tolist(), "error": err.tolist(), "n": n.tolist()}
+    return _binned(bins, k, n)
+
+
+def _binned(edges, k: np.ndarray, n: np.ndarray) -> dict:
+    """What metrics.json keeps of an efficiency in bins: edges [K+1]; efficiency, its 68 % Clopper-Pearson
+    interval lo / hi, found k and total n [K] (NaN efficiency and interval where n = 0)."""
+    k, n = np.rint(k).astype(np.int64), np.asarray(n, np.int64)
+    eff = np.divide(k, n, out=np.full(len(n), np.nan), where=n > 0)
+    lo, hi = efficiency_interval(k, n)
+    return {
+        "edges": np.asarray(edges).tolist(),
+        "efficiency": eff.tolist(),
+        "lo": lo.tolist(),
+        "hi": hi.tolist(),
+        "k": k.tolist(),
+        "n": n.tolist(),
+    }
 
 
 def event_tracks(
@@ -82,14 +96,7 @@ def sum_efficiencies(parts: list[BinnedEfficiency]) -> dict:
     """Per-event binned efficiencies (same edges) summed over events: counts added, then divided."""
     n = np.sum([p.n_particles for p in parts], axis=0)
     k = np.sum([p.n_found for p in parts], axis=0)
-    eff = np.divide(k, n, out=np.full(len(n), np.nan), where=n > 0)
-    err = np.sqrt(np.divide(eff * (1 - eff), n, out=np.full(len(n), np.nan), where=n > 0))
-    return {
-        "edges": np.asarray(parts[0].edges).tolist(),
-        "efficiency": eff.tolist(),
-        "error": err.tolist(),
-        "n": n.tolist(),
-    }
+    return _binned(parts[0].edges, k, n)
 
 
 def roc(graphs: list[EventGraph], scores: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:

@@ -23,9 +23,7 @@ def figure_label(cfg: TrackingConfig) -> plots.Label:
 
 def _counts(binned: dict) -> tuple[np.ndarray, np.ndarray]:
     """(k [K], n [K]): the passing and total counts of a binned efficiency of the report."""
-    n = np.asarray(binned["n"], dtype=np.float64)
-    eff = np.nan_to_num(np.asarray(binned["efficiency"], dtype=np.float64))  # NaN where n = 0
-    return np.rint(eff * n), n
+    return np.asarray(binned["k"], dtype=np.float64), np.asarray(binned["n"], dtype=np.float64)
 
 
 def write_plots(

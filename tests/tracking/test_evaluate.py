@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import numpy as np
+from scipy import stats
 
 from jaxhep.tracking import evaluate
 from jaxhep.tracking.tracks import BinnedEfficiency
@@ -18,7 +19,10 @@ def test_edge_efficiency_counts_every_true_edge_by_particle_pt():
     out = evaluate.edge_efficiency_vs([graph], [scores], 0.5, "edge_pt", np.array([0.1, 1.0, 10.0]))
     assert out["n"] == [2, 3]
     np.testing.assert_allclose(out["efficiency"], [1 / 2, 2 / 3])
-    np.testing.assert_allclose(out["error"], [np.sqrt(0.25 / 2), np.sqrt(2 / 9 / 3)])
+    assert out["k"] == [1, 2]
+    for b, (k, n) in enumerate([(1, 2), (2, 3)]):  # 68.27 % Clopper-Pearson, as scipy computes it
+        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.682689492137086, method="exact")
+        np.testing.assert_allclose([out["lo"][b], out["hi"][b]], [ci.low, ci.high], rtol=1e-9)
 
 
 def test_summed_efficiencies_add_counts_before_dividing():
@@ -28,4 +32,5 @@ def test_summed_efficiencies_add_counts_before_dividing():
     out = evaluate.sum_efficiencies([a, b])
     assert out["n"] == [4, 4]
     np.testing.assert_allclose(out["efficiency"], [0.25, 0.5])  # not the mean of 1.0 and 0.0
-    np.testing.assert_allclose(out["error"], [np.sqrt(0.25 * 0.75 / 4), np.sqrt(0.25 / 4)])
+    assert out["k"] == [1, 2]
+    assert out["lo"][0] > 0 and out["hi"][0] < 1  # the interval of the summed counts, 1 of 4
