@@ -15,7 +15,7 @@ Both are timed after a warm-up that compiles. Samples/s count events (an ensembl
 sees each event M times: `member_samples_per_s` = M x samples/s).
 
 Beside jaxhep's inference rate, ONNX Runtime's on the CPU (`onnxruntime_cpu_infer_samples_per_s`, same
-batch, members combined in the graph; `--no-onnx` skips it): the network as `experiments.dune export`
+batch, members combined in the graph; with `--onnx`): the network as `experiments.dune export`
 writes it.
 
 Each measurement runs in its own process, so that its peak memory (the accelerator's
@@ -111,7 +111,7 @@ def measure(a) -> dict:
         jax.block_until_ready(infer_fn(nnx.state(trainer.model()), batch))
 
     t_infer = timed(infer, warmup=a.warmup, repeats=a.steps)
-    onnx = {} if a.no_onnx else onnx_inference(a, task, network, net, trainer.model())
+    onnx = onnx_inference(a, task, network, net, trainer.model()) if a.onnx else {}
     return {
         "benchmark": "dune",
         "model": a.model,
@@ -160,7 +160,7 @@ def _child(a, **overrides) -> dict:
     for key in ("model", "members", "strategy", "dtype", "batch", "steps", "warmup", "steps_per_call"):
         if args[key] is not None:
             argv += [f"--{key.replace('_', '-')}", str(args[key])]
-    argv += ["--no-onnx"] if args["no_onnx"] else []
+    argv += ["--onnx"] if args["onnx"] else []
     out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"benchmark child {argv[3:]} failed:\n{out.stderr[-3000:]}")
@@ -219,7 +219,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--race", action="store_true", help="only the ensemble race (on --model, default three_plane)"
     )
-    p.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime's inference rate")
+    p.add_argument("--onnx", action="store_true", help="also ONNX Runtime's CPU rate (needs the onnx extra)")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: measure in-process
     return p.parse_args(argv)
 

@@ -6,7 +6,7 @@
     python benchmarks/egamma.py --pipeline --batch 512 --workers 4   # the input pipeline alone
 
 Beside jaxhep's inference rate, ONNX Runtime's on the CPU (`onnxruntime_cpu_infer_images_per_s`, same
-images, same batch; `--no-onnx` skips it): the eval-mode network as `experiments.egamma export` writes it.
+images, same batch; with `--onnx`): the eval-mode network as `experiments.egamma export` writes it.
 
 `--config peer` is exactly the network of the PyTorch peer's `peers.py resnet` (outside this
 repository; BUILD_NOTES.md) (pre-activation blocks
@@ -144,7 +144,7 @@ def bench(a) -> dict:
     t_train, cpu_train = timed_cpu(train, a.warmup, max(1, a.steps // k))
     t_train, cpu_train = t_train / k, cpu_train / k
     t_infer, cpu_infer = timed_cpu(infer, a.warmup, a.steps)
-    onnx = {} if a.no_onnx else onnx_inference(a, facts["model"]())
+    onnx = onnx_inference(a, facts["model"]()) if a.onnx else {}
     emit(
         {
             "benchmark": "egamma_resnet15",
@@ -218,7 +218,7 @@ def parse_args(argv=None):
     p.add_argument("--no-cpu-xla-flags", action="store_true", help=f"do not add {CPU_XLA_FLAGS!r}")
     p.add_argument("--xla-conv-grad", action="store_true", help="conv_vjp=False: XLA's own conv transpose")
     p.add_argument("--native-groups", action="store_true", help="dense_groups=False: XLA grouped convs")
-    p.add_argument("--no-onnx", action="store_true", help="skip ONNX Runtime's inference rate")
+    p.add_argument("--onnx", action="store_true", help="also ONNX Runtime's CPU rate (needs the onnx extra)")
     p.add_argument("--pipeline", action="store_true", help="time the input pipeline alone (no model)")
     p.add_argument("--workers", type=int, default=0, help="--pipeline: grain worker processes")
     p.add_argument("--augment", choices=["default", "seed"], default="default", help="--pipeline")
