@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -67,6 +68,18 @@ class OnnxGraph:
     metadata: dict[str, str] = field(default_factory=dict)
     sidecar: dict | None = None
     files: dict[str, object] = field(default_factory=dict)
+
+
+def float32_twin(model, build: Callable[[], Any]):
+    """`model`'s variables in `build()`, a twin computing in float32, in eval mode: what a graph
+    converts (ONNX Runtime's CPU kernels have no bfloat16 matmul; the parameters are float32 whatever
+    the training precision, so a bfloat16-trained model is then slightly more exact than in JAX)."""
+    from flax import nnx
+
+    twin = build()
+    nnx.update(twin, nnx.state(model))
+    twin.eval()
+    return twin
 
 
 def require_converter():

@@ -44,7 +44,7 @@ from jaxhep.dune.config import NetConfig
 from jaxhep.dune.models import bisector, directions, safe_unit
 from jaxhep.dune.training import build
 from jaxhep.errors import InputError
-from jaxhep.export import Input, OnnxGraph
+from jaxhep.export import Input, OnnxGraph, float32_twin
 
 ROW_SHAPES = {"images_u": (128, 16), "images_v": (128, 16), "images_x": (128, 16)}
 ROW_SHAPES |= {"volume_x": (128, 64), "mt_images": (128, 16)}
@@ -135,10 +135,7 @@ def combine_logits(members: jax.Array) -> tuple[jax.Array, ...]:
 def float32_ensemble(task: str, network: str, net, model: ens.BootstrapEnsemble) -> ens.BootstrapEnsemble:
     """The ensemble rebuilt to compute in float32 with `model`'s parameters and statistics (the
     parameters are float32 whatever the training precision; ONNX Runtime's CPU kernels are float32)."""
-    copy = build(task, network, net, "float32", model.seed)
-    nnx.update(copy, nnx.state(model))
-    copy.eval()
-    return copy
+    return float32_twin(model, lambda: build(task, network, net, "float32", model.seed))
 
 
 def graph_fn(task: str, model: ens.BootstrapEnsemble, input_keys: tuple[str, ...]):

@@ -24,14 +24,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from jaxhep.egamma.api import available_models, load_predictor
 from jaxhep.egamma.augment import ChannelStats
 from jaxhep.egamma.io import IMAGE_SHAPE
 from jaxhep.egamma.model import ResNet15, build_model
 from jaxhep.errors import InputError
-from jaxhep.export import Input, OnnxGraph
+from jaxhep.export import Input, OnnxGraph, float32_twin
 
 LAYOUT = (
     "images [N, 32, 32, 2] float32 as the HDF5 X (not normalised): channels last, channel 0 energy (GeV), "
@@ -48,10 +47,7 @@ def float32_model(model: ResNet15) -> ResNet15:
     """`model` computing in float32 (a copy with the same parameters when it computes in bfloat16)."""
     if model.dtype == jnp.float32:
         return model
-    copy = build_model(model.cfg, precision="float32")
-    nnx.update(copy, nnx.state(model))
-    copy.eval()
-    return copy
+    return float32_twin(model, lambda: build_model(model.cfg, precision="float32"))
 
 
 def graph_fn(model: ResNet15, stats: ChannelStats):

@@ -33,7 +33,7 @@ from flax import nnx
 from jaxhep.calibration import Calibration
 from jaxhep.config import from_dict
 from jaxhep.errors import InputError
-from jaxhep.export import Input, OnnxGraph
+from jaxhep.export import Input, OnnxGraph, float32_twin
 from jaxhep.pid.api import PIDPredictor, available_models, load_predictor
 from jaxhep.pid.features import Preprocessor
 from jaxhep.pid.models import ModelConfig, build_model
@@ -146,9 +146,7 @@ def export_network(model: nnx.Module, cfg: ModelConfig) -> nnx.Module:
     kernels have no bfloat16 matmul; a bfloat16-trained network then is slightly more exact than
     predict_proba), in eval mode, its Dropout layers the identity they are in eval mode (jax2onnx
     replaces Dropout's call with one that takes no `rngs`, which the jaxhep networks pass)."""
-    net = build_model(cfg, precision="float32")
-    nnx.update(net, nnx.state(model))
-    net.eval()
+    net = float32_twin(model, lambda: build_model(cfg, precision="float32"))
     for path, module in list(nnx.iter_graph(net)):
         if isinstance(module, nnx.Dropout):
             parent = net

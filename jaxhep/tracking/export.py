@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxhep.export import Input, OnnxGraph
+from jaxhep.export import Input, OnnxGraph, float32_twin
 from jaxhep.tracking.api import TrackingPredictor, load_predictor
 from jaxhep.tracking.graph import EDGE_CLIP, EDGE_FEATURES, EDGE_SCALES, NODE_FEATURES, NODE_SCALES
 from jaxhep.tracking.model import EdgeClassifier, _gather, _small_matmul
@@ -79,9 +79,7 @@ def float32_model(model: EdgeClassifier) -> EdgeClassifier:
     CPU kernels have no bfloat16 matmul."""
     if model.dtype == "float32":
         return model
-    out = EdgeClassifier(model.cfg, dtype="float32", rngs=nnx.Rngs(0))
-    nnx.update(out, nnx.state(model, nnx.Param))
-    return out
+    return float32_twin(model, lambda: EdgeClassifier(model.cfg, dtype="float32", rngs=nnx.Rngs(0)))
 
 
 def scorer(model: EdgeClassifier):
