@@ -23,7 +23,6 @@ per-round ratios. Arguments after the script's own are those of benchmarks/egamm
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -31,16 +30,9 @@ import sys
 import time
 from pathlib import Path
 
+from peer_cpu import load_peers  # the script beside this one (`python scripts/...` puts scripts/ on the path)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_peers(path: str):
-    spec = importlib.util.spec_from_file_location("peers", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"error: {path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def timed(fn, n: int = 2) -> tuple[float, float]:
