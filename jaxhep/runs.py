@@ -138,18 +138,7 @@ class Run:
     def training_records(self, prefix: dict, stream: str = "metrics.jsonl") -> list[dict]:
         """The per-epoch records (those with an `epoch` and a `step`) of the training that `prefix`
         (its log_prefix) names, in order; a line cut by a kill is skipped."""
-        path = self.path / stream
-        if not path.exists():
-            return []
-        records = []
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if _of_training(record, prefix) and "epoch" in record and "step" in record:
-                records.append(record)
-        return records
+        return [r for r in self.read_log(stream) if _of_training(r, prefix) and "epoch" in r and "step" in r]
 
     def sub(self, *parts: str) -> Path:
         """A folder inside the run, created on first use."""
@@ -181,10 +170,17 @@ class Run:
                 f.write(json.dumps({"time": _now(), **record}, default=_json_default) + "\n")
 
     def read_log(self, stream: str = "metrics.jsonl") -> list[dict]:
+        """The records of `stream` in order; a line cut by a kill mid-append is skipped."""
         path = self.path / stream
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = []
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # also a blank line
+                continue
+        return records
 
     def set_status(self, status: str, **fields) -> None:
         """Record a status change ("running", "done", "failed", "skipped", ...) in the registry."""
