@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,8 @@ from jaxhep.errors import InputError
 from jaxhep.runs import Run
 from jaxhep.tracking import cascade
 from jaxhep.tracking.config import TrackingConfig, run_config
-from jaxhep.tracking.graph import NODE_FEATURES, EventGraph, build_graph
+from jaxhep.tracking.dataset import graph_options
+from jaxhep.tracking.graph import NODE_FEATURES, EventGraph, build_graph, hit_positions
 from jaxhep.tracking.io import Event, read_event
 from jaxhep.tracking.model import EdgeClassifier
 from jaxhep.tracking.tracks import build_tracks
@@ -40,35 +42,51 @@ class TrackingPredictor:
     filter: EdgeClassifier | None = None  # stage 1 of a two-stage run
     filter_threshold: float | None = None
 
-    def graph(self, event: str | os.PathLike | Event | dict) -> EventGraph:
+    def graph(self, event: str | os.PathLike | Event | dict, clock: dict | None = None) -> EventGraph:
         """The event's graph, built as the run built its graphs."""
         if isinstance(event, str | os.PathLike):
-            event = read_event(event, parts=("hits", "cells"))
-        data = self.cfg.data
+            event = _timed(clock, "read", read_event, event, parts=("hits", "cells"))
         # The run's graphs had cell features when its model takes them (zeros for an event without cells).
         cells = self.cfg.model.node_in == len(NODE_FEATURES)
-        return build_graph(event, data.method, k=data.k, pt_min=data.pt_min, cell_features=cells)
+        return _timed(clock, "graph", build_graph, event, **graph_options(self.cfg.data), cell_features=cells)
 
-    def edge_scores(self, event) -> tuple[EventGraph, np.ndarray]:
+    def edge_scores(self, event, clock: dict | None = None) -> tuple[EventGraph, np.ndarray]:
         """(the event's graph, the probability [E] of each of its edges): the second stage's score of
-        the edges the filter keeps, 0 for those it drops."""
-        graph = self.graph(event)
+        the edges the filter keeps, 0 for those it drops. `clock`, when given, adds the seconds of each
+        stage (read, graph, filter, prune, classify) to its entries."""
+        graph = self.graph(event, clock)
         if self.filter is None:
-            return graph, graph_scores(self.edges, [graph])[0]
+            return graph, _timed(clock, "classify", graph_scores, self.edges, [graph])[0]
         # The run pruned with its cached filter scores, which are float16 (cascade.save_scores).
-        first = graph_scores(self.filter, [graph])[0].astype(np.float16).astype(np.float32)
-        pruned, kept = cascade.prune(graph, first, self.filter_threshold)
-        second = graph_scores(self.edges, [pruned])[0] if pruned.n_edge else np.zeros(0, np.float32)
+        first = (
+            _timed(clock, "filter", graph_scores, self.filter, [graph])[0]
+            .astype(np.float16)
+            .astype(np.float32)
+        )
+        pruned, kept = _timed(clock, "prune", cascade.prune, graph, first, self.filter_threshold)
+        second = np.zeros(0, np.float32)
+        if pruned.n_edge:
+            second = _timed(clock, "classify", graph_scores, self.edges, [pruned])[0]
         return graph, cascade.scatter_scores(graph.n_edge, kept, second)
 
-    def predict(self, event) -> dict[str, np.ndarray]:
+    def predict(self, event, clock: dict | None = None) -> dict[str, np.ndarray]:
         """The tracks of an event as submission.csv has them: {"hit_id": [N] int64 in the hits
-        file's order, "track_id": [N] int64, 1..K}."""
-        graph, scores = self.edge_scores(event)
-        track_id = build_tracks(
-            graph.n_node, graph.senders, graph.receivers, scores, self.threshold, self.cfg.eval.track_method
-        )
+        file's order, "track_id": [N] int64, 1..K}. `clock` as for `edge_scores`, plus "tracks"."""
+        graph, scores = self.edge_scores(event, clock)
+        positions = hit_positions(graph) if self.cfg.eval.merge_loopers else None
+        args = (graph.n_node, graph.senders, graph.receivers, scores, self.threshold)
+        track_id = _timed(clock, "tracks", build_tracks, *args, self.cfg.eval.track_method, positions)
         return {"hit_id": np.asarray(graph.hit_id, np.int64), "track_id": np.asarray(track_id, np.int64)}
+
+
+def _timed(clock: dict | None, stage: str, fn, *args, **kwargs):
+    """fn(*args, **kwargs), its wall seconds added to clock[stage] when a clock is given. The scores
+    come back as NumPy arrays, so device work is finished when fn returns."""
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    if clock is not None:
+        clock[stage] = clock.get(stage, 0.0) + time.perf_counter() - start
+    return out
 
 
 def load_predictor(run_dir: str | os.PathLike) -> TrackingPredictor:
@@ -87,5 +105,5 @@ def load_predictor(run_dir: str | os.PathLike) -> TrackingPredictor:
     if cfg.cascade.filter_run:
         first = reused_filter(cfg.cascade.filter_run)
     else:
-        first = load_classifier(cfg, checkpoint_dir(run.path, "filter"))
+        first = load_classifier(cfg, checkpoint_dir(run.path, "filter"), "filter")
     return TrackingPredictor(cfg, edges, metrics["threshold"], first, metrics["filter"]["test"]["threshold"])

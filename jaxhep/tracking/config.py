@@ -29,6 +29,9 @@ class DataConfig:
     sim_seed: int = 0
     method: str = "geometric"  # geometric | knn
     k: int = 8  # kNN neighbours
+    # Geometric edges: None = HEP.TrkX's straight phi-slope cut (pT >~ 0.5 GeV); a value in GeV = the
+    # helix cut down to that pT (graph.py), which keeps the low-pT particles the TrackML score weighs.
+    pt_floor: float | None = None
     pt_min: float | None = 1.0  # truth cut of the training labels (GeV); None = all particles
     val_events: int = 6
     test_events: int = 6
@@ -47,6 +50,9 @@ class LossConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     hard_negative_ratio: float | None = None  # keep only the hardest negatives, this many per positive
+    # Weigh each true edge by the TrackML score's pT weight of its particle (0.2 below 0.5 GeV up to 1
+    # above 3 GeV, score.pt_weight), as the score weighs its hits; pos_weight then balances the weights.
+    pt_weighting: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class EvalConfig:
     """Track building and the figures of merit of the test events."""
 
     track_method: str = "walk"  # walk | components
+    # Join the way out and the way back of each looper into one track (tracks.merge_loopers).
+    merge_loopers: bool = True
     pt_min: float = 1.0  # the pT cut of the headline score and efficiency
     displays: int = 1
 
@@ -66,6 +74,11 @@ class CascadeConfig:
     stages: int = 2  # 1: one classifier on the whole graphs
     target_recall: float = 0.995  # of the validation events' true edges, kept by the first stage
     filter_epochs: int | None = None  # the first stage's epochs (None: train.epochs)
+    # The first stage's network where it differs from `model` (None: the same): it sees every edge
+    # of the whole graph, so at low pT floors (millions of edges) a narrower, shallower GNN is what
+    # keeps the time per event down (BUILD_NOTES.md, "All particles").
+    filter_width: int | None = None
+    filter_layers: int | None = None
     # A finished tracking run (folder) whose classifier serves as the first stage instead of training
     # one: its filter if it ran two stages, else its only classifier. Same data settings expected.
     filter_run: str | None = None
@@ -83,11 +96,36 @@ class TrackingConfig:
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
 
 
+def stage_model(cfg: TrackingConfig, stage: str) -> EdgeClassifierConfig:
+    """The network of `stage` ("filter" | "edges"): `model`, with the cascade's filter sizes for the
+    first stage."""
+    if stage != "filter":
+        return cfg.model
+    c = cfg.cascade
+    return dataclasses.replace(
+        cfg.model,
+        width=cfg.model.width if c.filter_width is None else c.filter_width,
+        layers=cfg.model.layers if c.filter_layers is None else c.filter_layers,
+    )
+
+
 def default() -> TrackingConfig:
-    """60 simulated events at pile-up 200, 40 epochs of the two-stage cascade."""
+    """60 simulated events at pile-up 200, every particle as the TrackML score weighs it: helix graphs
+    down to 0.2 GeV, edges of all particles as signal weighted by the score's pT weight, a light first
+    stage (width 64, 2 layers) over the millions of edges, 40 epochs of the two-stage cascade."""
     return TrackingConfig(
         # 16 phi sectors per training event: 16x the optimiser steps for the same work (BUILD_NOTES.md).
-        data=DataConfig(n_events=60, pileup=200.0, val_events=6, test_events=6, train_sectors=16),
+        data=DataConfig(
+            n_events=60,
+            pileup=200.0,
+            val_events=6,
+            test_events=6,
+            train_sectors=16,
+            pt_floor=0.2,
+            pt_min=None,
+        ),
+        loss=LossConfig(pt_weighting=True),
+        cascade=CascadeConfig(filter_width=64, filter_layers=2, filter_epochs=10),
         train=TrainConfig(
             epochs=40,
             # Graphs per optimiser step over all devices. The graph axis is what is sharded, so a
@@ -115,6 +153,7 @@ def quick() -> TrackingConfig:
             cfg.data, n_events=14, pileup=10.0, val_events=2, test_events=2, train_sectors=2
         ),
         model=dataclasses.replace(cfg.model, width=32, layers=2),
+        cascade=dataclasses.replace(cfg.cascade, filter_width=32, filter_layers=1, filter_epochs=None),
         train=dataclasses.replace(cfg.train, epochs=3, patience=3, warmup_steps=5),
     )
 
@@ -128,6 +167,7 @@ FLAGS = (
         type=float,
     ),
     Flag("--graph", "data.method", "graph construction method", choices=GRAPH_METHODS),
+    Flag("--pt-floor", "data.pt_floor", "lowest pT (GeV) the geometric graph's helix cut keeps", type=float),
 )
 
 
@@ -135,6 +175,17 @@ def check(cfg: TrackingConfig) -> None:
     """A ConfigError for a config that cannot run."""
     if cfg.cascade.stages not in (1, 2):
         raise ConfigError(f"cascade.stages must be 1 or 2, got {cfg.cascade.stages}")
+    if cfg.data.pt_floor is not None and cfg.data.pt_floor <= 0:
+        raise ConfigError(f"data.pt_floor must be positive (GeV) or null, got {cfg.data.pt_floor}")
+    for name in ("filter_width", "filter_layers"):
+        value = getattr(cfg.cascade, name)
+        if value is not None and value < (1 if name == "filter_width" else 0):
+            raise ConfigError(f"cascade.{name} must be a positive size or null, got {value}")
+    if cfg.cascade.filter_width is not None and cfg.cascade.filter_width % cfg.model.heads:
+        raise ConfigError(
+            f"cascade.filter_width {cfg.cascade.filter_width} must be a multiple of model.heads "
+            f"{cfg.model.heads}"
+        )
     if cfg.data.method not in GRAPH_METHODS:
         raise ConfigError(f"data.method {cfg.data.method!r}: must be one of {', '.join(GRAPH_METHODS)}")
     if cfg.eval.track_method not in TRACK_METHODS:

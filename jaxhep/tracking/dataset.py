@@ -91,9 +91,18 @@ def event_folder(cfg: DataConfig, data_dir: str | os.PathLike) -> Path:
     return folder
 
 
+def graph_options(cfg: DataConfig) -> dict:
+    """build_graph's keyword arguments for a run's data settings (training, evaluation and api alike)."""
+    return dict(method=cfg.method, k=cfg.k, pt_min=cfg.pt_min, pt_floor=cfg.pt_floor)
+
+
 def _graph_settings(cfg: DataConfig) -> dict:
-    # Bump "version" whenever graph.py's defaults or features change: it keys the cache.
-    return {"method": cfg.method, "k": cfg.k, "pt_min": cfg.pt_min, "version": 1}
+    # Bump "version" whenever graph.py's defaults or features change: it keys the cache. pt_floor only
+    # enters when set, so the caches of runs made before it stay valid.
+    settings = {"method": cfg.method, "k": cfg.k, "pt_min": cfg.pt_min, "version": 1}
+    if cfg.pt_floor is not None:
+        settings["pt_floor"] = cfg.pt_floor
+    return settings
 
 
 def load_graphs(
@@ -117,7 +126,7 @@ def load_graphs(
         if path.exists():
             graphs.append(_load(path))
             continue
-        graph = build_graph(read_event(prefix), cfg.method, k=cfg.k, pt_min=cfg.pt_min)
+        graph = build_graph(read_event(prefix), **graph_options(cfg))
         _save(path, graph)
         graphs.append(graph)
     return graphs, prefixes

@@ -9,9 +9,16 @@ import numpy as np
 from jaxhep import metrics
 from jaxhep.metrics import efficiency_interval
 from jaxhep.tracking.config import TrackingConfig
-from jaxhep.tracking.graph import EventGraph, build_graph, graph_efficiency_purity
+from jaxhep.tracking.dataset import graph_options
+from jaxhep.tracking.graph import EventGraph, build_graph, graph_efficiency_purity, hit_positions
 from jaxhep.tracking.io import read_event
-from jaxhep.tracking.score import hit_particle_pt, trackml_score, trackml_score_above_pt
+from jaxhep.tracking.score import (
+    ORDER_MIN_HITS,
+    hit_particle_pt,
+    score_by_pt,
+    trackml_score,
+    trackml_score_above_pt,
+)
 from jaxhep.tracking.tracks import (
     BinnedEfficiency,
     build_tracks,
@@ -23,6 +30,9 @@ from jaxhep.tracking.tracks import (
 from jaxhep.tracking.training import edge_metrics
 
 PT_BINS = np.array([0.1, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0])
+# The bands of the score's breakdown: its pT weight is flat (0.2) below 0.5 GeV and reaches 1 at 3 GeV;
+# 0.2 and 0.3 GeV split the soft part where graphs and loopers lose it.
+SCORE_PT_BANDS = np.array([0.0, 0.2, 0.3, 0.5, 1.0, 3.0, np.inf])
 ETA_BINS = np.linspace(-4, 4, 17)
 
 
@@ -60,12 +70,21 @@ def _binned(edges, k: np.ndarray, n: np.ndarray) -> dict:
 
 
 def event_tracks(
-    prefix: str, graph: EventGraph, scores: np.ndarray, threshold: float, method: str, pt_min: float
+    prefix: str,
+    graph: EventGraph,
+    scores: np.ndarray,
+    threshold: float,
+    method: str,
+    pt_min: float,
+    merge_loopers: bool = False,
 ) -> dict:
     """Tracks of one event, its TrackML scores (all particles and pT > pt_min) and tracking metrics."""
     event = read_event(prefix)
     truth, particles, hits = event.truth, event.particles, event.hits
-    track_id = build_tracks(graph.n_node, graph.senders, graph.receivers, scores, threshold, method=method)
+    positions = hit_positions(graph) if merge_loopers else None
+    track_id = build_tracks(
+        graph.n_node, graph.senders, graph.receivers, scores, threshold, method, positions
+    )
     hit_pt = hit_particle_pt(truth["particle_id"], particles)
     score = trackml_score(truth["hit_id"], truth["particle_id"], truth["weight"], graph.hit_id, track_id)
     score_pt = trackml_score_above_pt(
@@ -75,17 +94,25 @@ def event_tracks(
     assert np.array_equal(np.asarray(truth["hit_id"]), graph.hit_id)
     tm = tracking_metrics(truth["particle_id"], track_id, hit_pt, pt_min=pt_min)
     hit_eta = hit_particle_eta(truth["particle_id"], particles)
+    sub = (truth["hit_id"], truth["particle_id"], truth["weight"], graph.hit_id, track_id, hit_pt)
     return {
         "track_id": track_id,
         "score": score,
         "score_pt": score_pt,
+        "score_by_pt": score_by_pt(*sub, SCORE_PT_BANDS),
         **tm,
         "hits": hits,
         "hit_pt": hit_pt,
         "hit_eta": hit_eta,
         "particle_id": np.asarray(truth["particle_id"]),
-        # Track efficiency of the particles with >= 5 hits: vs pT (all pT) and vs eta (pT > pt_min).
-        "track_eff_pt": efficiency_vs_pt(truth["particle_id"], track_id, hit_pt, bins=PT_BINS),
+        # Track efficiency vs pT and eta of the particles the score weighs (>= 4 hits), every pT; and
+        # vs eta above pt_min (>= 5 hits, as `efficiency`).
+        "track_eff_pt": efficiency_vs_pt(
+            truth["particle_id"], track_id, hit_pt, bins=PT_BINS, min_hits=ORDER_MIN_HITS
+        ),
+        "track_eff_eta_all": efficiency_vs_eta(
+            truth["particle_id"], track_id, hit_pt, hit_eta, ETA_BINS, pt_min=0.0, min_hits=ORDER_MIN_HITS
+        ),
         "track_eff_eta": efficiency_vs_eta(
             truth["particle_id"], track_id, hit_pt, hit_eta, bins=ETA_BINS, pt_min=pt_min
         ),
@@ -136,7 +163,7 @@ def evaluate_test(
     test_edges = edge_metrics(test_graphs, test_scores, threshold)
     fpr, tpr, auc = roc(test_graphs, test_scores)
     per_event = [
-        event_tracks(p, g, s, threshold, cfg.eval.track_method, cfg.eval.pt_min)
+        event_tracks(p, g, s, threshold, cfg.eval.track_method, cfg.eval.pt_min, cfg.eval.merge_loopers)
         for p, g, s in zip(test_prefixes, test_graphs, test_scores)
     ]
     tracks = {
@@ -152,6 +179,14 @@ def evaluate_test(
         ),
         "track_efficiency_vs_pt": sum_efficiencies([e["track_eff_pt"] for e in per_event]),
         "track_efficiency_vs_eta": sum_efficiencies([e["track_eff_eta"] for e in per_event]),
+        "track_efficiency_vs_eta_all": sum_efficiencies([e["track_eff_eta_all"] for e in per_event]),
+        "score_by_pt": {
+            "bands": SCORE_PT_BANDS.tolist(),
+            **{
+                k: np.nanmean([e["score_by_pt"][k] for e in per_event], 0).tolist()
+                for k in ("share", "score")
+            },
+        },
     }
     return Evaluation(report, per_event, (fpr, tpr, auc))
 
@@ -163,7 +198,8 @@ def graph_quality(test_graphs: list[EventGraph], prefixes: list[str], cfg: Track
         graphs = test_graphs
         if method != cfg.data.method:
             events = (read_event(p) for p in prefixes)
-            graphs = [build_graph(e, method, k=cfg.data.k, pt_min=cfg.data.pt_min) for e in events]
+            options = dict(graph_options(cfg.data), method=method)
+            graphs = [build_graph(e, **options) for e in events]
         per = [graph_efficiency_purity(g, cfg.eval.pt_min) for g in graphs]
         out[method] = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
         out[method]["edges_per_event"] = float(np.mean([g.n_edge for g in graphs]))

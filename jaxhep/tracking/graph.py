@@ -25,6 +25,13 @@ Adjacency (`layer_pairs`, each pair oriented (inner, outer) = the order an outgo
 Edges: "geometric" keeps every adjacent-layer pair with |dphi/dr| < phi_slope_max and |z0| < z0_max
 (z0 = z1 - r1 dz/dr, the line through both hits extrapolated to r = 0). The candidates come from a phi
 window per source hit on the target layer sorted by phi (np.searchsorted), never an N x N matrix.
+That straight-line cut is HEP.TrkX's and serves pT >~ 0.5 GeV. With `pt_floor` (GeV) it becomes the
+helix from the beam line instead: the circle through the origin and both hits must have a curvature
+|kappa| = 2 |x1 y2 - y1 x2| / (r1 r2 |p2 - p1|) of a particle above pt_floor (with KAPPA_MARGIN), and
+z, linear in the transverse arc length s along that circle, must extrapolate to |z0| < z0_max at s = 0
+(z0 = z1 - s1 (z2 - z1) / (s2 - s1)) for one of the two senses of rotation. Arc lengths along the
+circle rather than r keep low-pT particles (a 0.2 GeV particle bends over 0.33 m at 2 T) and the way
+back of a looper, whose hits pair with the same adjacent layers in the other order.
 With `skip_check`, an edge whose r-z line crosses another layer well inside its active area is dropped:
 a particle would have left a hit there (this removes 40 % of the edges and no true one at mu = 200).
 "knn": each hit's k nearest hits among the hits of its outward-adjacent layers (same adjacency), in a
@@ -46,6 +53,8 @@ import functools
 import time
 from dataclasses import dataclass, field
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -75,6 +84,17 @@ SAME_CROSSING_ARC_MM = 30.0
 # A geometric edge whose r-z line crosses another layer this far (mm) inside its active area skips a
 # layer and is dropped (2-3 sigma of the strips' z resolution plus the helix's bend at pT ~ 0.5 GeV).
 SKIP_MARGIN_MM = 20.0
+# The curvature cut of `pt_floor` edges admits this factor above the floor's (hit resolution and
+# scattering bend a pair's circle), and the phi window gets PHI_WINDOW_MARGIN rad more on each side.
+KAPPA_MARGIN = 1.1
+PHI_WINDOW_MARGIN = 0.003
+# The helix cut looks for targets slice by slice along the target layer (z on a barrel, r on a disk):
+# SEARCH_SLICES slices, and each source's reachable interval widened by SEARCH_MARGIN_MM (resolution,
+# scattering and the curvature grid of `_helix_windows`). Only the search: the cuts stay exact.
+SEARCH_SLICES = 24
+SEARCH_HITS_PER_SLICE = 200
+HELIX_CHUNK = 1 << 21  # candidate pairs per call of the jitted helix cut (~40 M at mu = 200, floor 0.2)
+SEARCH_MARGIN_MM = 25.0
 # |dr| below this (mm) is treated as this, with its sign, in the slope and z0 (no division by zero).
 _MIN_DR_MM = 1e-3
 
@@ -266,10 +286,21 @@ def simple_layer_pairs(detector: Detector = GENERIC_DETECTOR) -> np.ndarray:
     return pairs
 
 
-def _resolve_pairs(layer_pairs, detector: Detector, z0_max: float) -> np.ndarray:
+def _resolve_pairs(layer_pairs, detector: Detector, z0_max: float, pt_floor: float | None) -> np.ndarray:
     if isinstance(layer_pairs, str):
         if layer_pairs == "geometry":
-            return geometry_layer_pairs(detector, z0_max=max(z0_max, Z0_MAX_MM))
+            pairs = geometry_layer_pairs(detector, z0_max=max(z0_max, Z0_MAX_MM))
+            if pt_floor is None or pt_floor >= 0.5:
+                return pairs
+            # Lower-pT helices add pairs (a curled track reaches a disk from a pixel barrel layer);
+            # the 0.5 GeV table's orientation stays for the pairs both have.
+            low = geometry_layer_pairs(detector, pt_min=pt_floor, z0_max=max(z0_max, Z0_MAX_MM))
+            n = len(detector.layers)
+            known = set((pairs[:, 0] * n + pairs[:, 1]).tolist()) | set(
+                (pairs[:, 1] * n + pairs[:, 0]).tolist()
+            )
+            extra = low[[a * n + b not in known for a, b in low.tolist()]]
+            return np.concatenate([pairs, extra]).astype(np.int32)
         if layer_pairs == "simple":
             return simple_layer_pairs(detector)
         raise ValueError(f"layer_pairs must be 'geometry', 'simple' or an array, got {layer_pairs!r}")
@@ -325,40 +356,242 @@ def _skips_a_layer(r, z, s, t, layers, detector: Detector) -> np.ndarray:
     return skip
 
 
-def _geometric_edges(r, phi, z, layer, pairs, phi_slope_max, z0_max, detector, skip_check):
-    """Edges (senders, receivers) over the layer pairs passing the phi-slope and z0 cuts."""
+def _phi_windows(r_src, r_lo, r_hi, phi_slope_max, kappa_max):
+    """Half-width [n] of the phi window around each source hit at radius r_src [n] on target hits at
+    radii r_lo..r_hi (scalars or [n]), in rad.
+
+    Straight cut: phi_slope_max |dr| at the farthest target radius. Helix cut: the largest bend
+    |asin(r_t kappa / 2) - asin(r_s kappa / 2)| over the target radii of a circle through the origin
+    with |kappa| <= kappa_max that still reaches both radii (kappa <= 2 / r)."""
+    if kappa_max is None:
+        width = phi_slope_max * np.maximum(np.abs(r_hi - r_src), np.abs(r_lo - r_src))
+    else:
+        k = np.minimum(kappa_max, 2.0 / np.maximum(r_src, r_hi))
+        bend = lambda rho: np.arcsin(np.clip(rho * k / 2.0, 0.0, 1.0))
+        width = np.maximum(np.abs(bend(r_hi) - bend(r_src)), np.abs(bend(r_lo) - bend(r_src)))
+        width = width + PHI_WINDOW_MARGIN
+    return np.minimum(width + 1e-9, np.pi)
+
+
+def _xp(a):
+    """The array module of `a`: jax.numpy inside `_helix_keep`'s jit, NumPy otherwise."""
+    return jnp if isinstance(a, jax.Array) else np
+
+
+def helix_curvature(x1, y1, x2, y2):
+    """Signed curvature (1/mm) of the circle through the origin and two points (mm): [n] each -> [n]
+    (NumPy or jax arrays).
+
+    The circumscribed circle of the triangle (0, p1, p2): kappa = 2 (p1 x p2) / (|p1| |p2| |p2 - p1|)."""
+    xp = _xp(x1)
+    chord = xp.maximum(xp.hypot(x2 - x1, y2 - y1), _MIN_DR_MM)
+    return 2.0 * (x1 * y2 - y1 * x2) / (xp.hypot(x1, y1) * xp.hypot(x2, y2) * chord)
+
+
+def helix_z0(x1, y1, z1, x2, y2, z2, kappa):
+    """The smaller |z0| (mm) of the two helices from the beam line through both hits: [n] -> [n]
+    float32 (NumPy or jax arrays).
+
+    Along the circle of curvature kappa through the origin, a hit at radius r lies at the turning angle
+    psi = 2 asin(r |kappa| / 2) on the first half turn, or 2 pi - psi on the second. Which one, for a
+    sense of rotation, is told by the side of the hit relative to the direction at the origin (ahead on
+    the first half turn). z is linear in the arc s = psi / |kappa|; the two senses of rotation (the two
+    charges) give two z0 = z1 - s1 (z2 - z1) / (s2 - s1), and the smaller is kept."""
+    xp = _xp(x1)
+    # float32: the hits' own precision (1e-3 mm of a 200 mm cut).
+    x1, y1, z1, x2, y2, z2 = (xp.asarray(v, xp.float32) for v in (x1, y1, z1, x2, y2, z2))
+    k = xp.maximum(xp.abs(xp.asarray(kappa, xp.float32)), 1e-12)
+    r1sq, r2sq = x1 * x1 + y1 * y1, x2 * x2 + y2 * y2
+    psi1 = 2.0 * xp.arcsin(xp.minimum(xp.sqrt(r1sq) * k / 2.0, 1.0))
+    psi2 = 2.0 * xp.arcsin(xp.minimum(xp.sqrt(r2sq) * k / 2.0, 1.0))
+    # The circumcentre c of (0, p1, p2) is (cx, cy) / (2 p1 x p2); a counter-clockwise turn about c
+    # leaves the origin along (c_y, -c_x), a clockwise one along the opposite, and a hit ahead of
+    # that direction lies on the first half turn. Only the signs matter, so c is not divided out.
+    cx, cy = y2 * r1sq - y1 * r2sq, x1 * r2sq - x2 * r1sq
+    flip = xp.where(x1 * y2 - y1 * x2 < 0, -1.0, 1.0).astype(xp.float32)
+    ahead1, ahead2 = (x1 * cy - y1 * cx) * flip, (x2 * cy - y2 * cx) * flip
+    best = None
+    for sense in (1.0, -1.0):
+        s1 = xp.where(sense * ahead1 >= 0, psi1, 2.0 * np.pi - psi1) / k
+        s2 = xp.where(sense * ahead2 >= 0, psi2, 2.0 * np.pi - psi2) / k
+        ds = s2 - s1
+        ds = xp.where(xp.abs(ds) < _MIN_DR_MM, _MIN_DR_MM, ds)
+        z0 = xp.abs(z1 - s1 * (z2 - z1) / ds).astype(xp.float32)
+        best = z0 if best is None else xp.minimum(best, z0)
+    return best
+
+
+@jax.jit
+def _helix_keep(xyz, s, t, kappa_max, z0_max):
+    """[n] bool: the candidate pairs s -> t [n] (indices into xyz [N, 3] float32) on a helix from the
+    beam line with |kappa| <= kappa_max and |z0| < z0_max. One fused XLA loop: the NumPy version of
+    the same formulas makes a dozen temporaries of tens of millions of pairs per mu = 200 event."""
+    p1, p2 = xyz.at[s].get(mode="clip"), xyz.at[t].get(mode="clip")
+    kappa = helix_curvature(p1[:, 0], p1[:, 1], p2[:, 0], p2[:, 1])
+    z0 = helix_z0(p1[:, 0], p1[:, 1], p1[:, 2], p2[:, 0], p2[:, 1], p2[:, 2], kappa)
+    return (jnp.abs(kappa) <= kappa_max) & (z0 < z0_max)
+
+
+def helix_cut(x, y, z, s, t, kappa_max: float, z0_max: float) -> np.ndarray:
+    """`_helix_keep` of the pairs s -> t [n] of hits at x, y, z [N] (mm): [n] bool. The pairs go through
+    in chunks padded to powers of two, so a handful of shapes is compiled once per process."""
+    xyz = jnp.asarray(np.stack([x, y, z], 1).astype(np.float32))
+    out = []
+    for start in range(0, len(s), HELIX_CHUNK):
+        a, b = s[start : start + HELIX_CHUNK], t[start : start + HELIX_CHUNK]
+        size = max(1 << int(np.ceil(np.log2(max(len(a), 1)))), 1 << 12)
+        pad = (0, size - len(a))
+        a, b = np.pad(a.astype(np.int32), pad), np.pad(b.astype(np.int32), pad)
+        out.append(
+            np.asarray(_helix_keep(xyz, a, b, np.float32(kappa_max), np.float32(z0_max)))[
+                : len(s[start : start + HELIX_CHUNK])
+            ]
+        )
+    return np.concatenate(out) if out else np.zeros(0, bool)
+
+
+def _phi_candidates(src, tgt, phi, width):
+    """Every (source, target) pair with the target's phi within `width` [len(src)] of the source's:
+    (s, t, phi of t unwrapped to the source's side) [n] each. Targets are sorted by phi and repeated
+    at phi -+ 2 pi, so no window needs wrapping; never an N x N matrix."""
+    tgt = tgt[np.argsort(phi[tgt], kind="stable")]
+    phi_ext = np.concatenate([phi[tgt] - 2 * np.pi, phi[tgt], phi[tgt] + 2 * np.pi])
+    lo = np.searchsorted(phi_ext, phi[src] - width, "left")
+    count = np.searchsorted(phi_ext, phi[src] + width, "left") - lo
+    total = int(count.sum())
+    s = np.repeat(src, count)
+    at = np.repeat(lo, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+    return s, np.tile(tgt, 3)[at], phi_ext[at]
+
+
+def _arcs(r, kappa):
+    """Transverse arc lengths (mm) from the origin to radius r [n] along circles of curvature kappa
+    [k] through the origin: the first half turn and the way back, [k, n] each (NaN where the circle
+    does not reach r; kappa 0: the straight line, no way back)."""
+    k = kappa[:, None]
+    x = r[None] * k / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        psi = 2.0 * np.arcsin(np.where(x <= 1.0, x, np.nan))
+        out = np.where(k > 0, psi / k, r[None] + 0.0 * k)
+        back = np.where(k > 0, (2.0 * np.pi - psi) / k, np.nan)
+    return out, back
+
+
+def _helix_windows(r1, z1, target, kappa_max, z0_max, n_kappa: int = 17):
+    """Conservative interval [lo, hi] [n] each of the target coordinate (z on a barrel, r on a disk)
+    that a helix from the beam line (|z0| < z0_max, |kappa| <= kappa_max, either leg of a looper;
+    on a barrel both hits on the same leg) through the source hits (r1, z1) [n] can reach; `target` =
+    (is_barrel, r_lo, r_hi, z_lo, z_hi) of
+    the target hits. z is linear in the arc s, so z2 = z0 + rho (z1 - z0) with rho = s2 / s1; rho's
+    range comes from a grid of curvatures (SEARCH_MARGIN_MM widens the result for what lies between)."""
+    barrel, r_lo, r_hi, z_lo, z_hi = target
+    kappa = np.linspace(0.0, kappa_max, n_kappa)
+    s1_out, s1_back = _arcs(r1, kappa)
+    if barrel:
+        rhos = []
+        for r2 in (r_lo, r_hi):
+            s2_out, s2_back = _arcs(np.full_like(r1, r2), kappa)
+            # Both hits on the way out or both on the way back: a track that turned between them
+            # would have crossed the target barrel on its way out, and that crossing is the pair.
+            rhos += [s2_out / s1_out, s2_back / s1_back]
+        rho = np.stack(rhos)  # [2 legs x 2 radii, k, n]
+        lo, hi = np.nanmin(rho, axis=(0, 1)), np.nanmax(rho, axis=(0, 1))
+        corners = [z0 + q * (z1 - z0) for z0 in (-z0_max, z0_max) for q in (lo, hi)]
+        return np.min(corners, 0) - SEARCH_MARGIN_MM, np.max(corners, 0) + SEARCH_MARGIN_MM
+    # Disk: rho = (z2 - z0) / (z1 - z0) is bounded only when z1 - z0 keeps its sign over z0.
+    bounded = np.abs(z1) > z0_max
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = [(z2 - z0) / (z1 - z0) for z0 in (-z0_max, z0_max) for z2 in (z_lo, z_hi)]
+    q_lo, q_hi = np.maximum(np.min(q, 0), 0.0), np.max(q, 0)
+    lo, hi = np.full(len(r1), np.inf), np.full(len(r1), -np.inf)
+    k = kappa[:, None]
+
+    def chord(s):
+        # The radius after an arc s is (2 / kappa) |sin(kappa s / 2)|: its extremes on [s_lo, s_hi]
+        # are at the ends, at the top of the circle (2 / kappa) or back at the axis (0).
+        return np.where(k > 0, 2.0 / np.where(k > 0, k, 1.0) * np.abs(np.sin(k * s / 2.0)), s)
+
+    for s1 in (s1_out, s1_back):
+        s_lo, s_hi = q_lo * s1, q_hi * s1  # [k, n]: the arc to the disk
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ends = np.stack([chord(s_lo), chord(s_hi)])
+            turn_lo, turn_hi = np.floor(k * s_lo / np.pi), np.floor(k * s_hi / np.pi)
+            top = (k > 0) & (turn_hi > turn_lo)  # passes a multiple of pi: the top or the axis
+            r_min = np.where(top, 0.0, np.fmin(ends[0], ends[1]))
+            r_max = np.where(top, 2.0 / np.where(k > 0, k, 1.0), np.fmax(ends[0], ends[1]))
+        lo = np.fmin(lo, np.nanmin(r_min, 0))
+        hi = np.fmax(hi, np.nanmax(r_max, 0))
+    lo = np.where(bounded, lo - SEARCH_MARGIN_MM, -np.inf)
+    hi = np.where(bounded, hi + SEARCH_MARGIN_MM, np.inf)
+    return lo, hi
+
+
+def _helix_candidates(x, y, z, r, phi, src, tgt, kappa_max, z0_max, barrel_t):
+    """(s, t) pairs of source and target hits whose target lies in the source's phi window and in its
+    helix window along the target layer (`_helix_windows`), found per slice of that coordinate."""
+    u = z if barrel_t else r
+    target = (barrel_t, r[tgt].min(), r[tgt].max(), z[tgt].min(), z[tgt].max())
+    lo, hi = _helix_windows(r[src], z[src], target, kappa_max, z0_max)
+    # Slices pay off on crowded layers; a sparse one is searched whole (no Python loop to pay for).
+    n_slices = int(np.clip(len(tgt) // SEARCH_HITS_PER_SLICE, 1, SEARCH_SLICES))
+    edges = np.linspace(u[tgt].min(), u[tgt].max() + 1e-6, n_slices + 1)
+    slice_of = np.clip(np.searchsorted(edges, u[tgt], "right") - 1, 0, n_slices - 1)
+    out_s, out_t = [], []
+    for k in range(n_slices):
+        sel = (lo <= edges[k + 1]) & (hi >= edges[k])
+        in_slice = tgt[slice_of == k]
+        if not sel.any() or not len(in_slice):
+            continue
+        # The phi window from the radii the source can reach in this slice (on a disk, the slice's
+        # radii within its helix window; on a barrel, the layer's radii).
+        r_lo, r_hi = r[in_slice].min(), r[in_slice].max()
+        if not barrel_t:
+            r_lo, r_hi = np.maximum(r_lo, lo[sel]), np.minimum(r_hi, hi[sel])
+        width = _phi_windows(r[src[sel]], r_lo, r_hi, None, kappa_max)
+        s, t, _ = _phi_candidates(src[sel], in_slice, phi, width)
+        out_s.append(s)
+        out_t.append(t)
+    if not out_s:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(out_s), np.concatenate(out_t)
+
+
+def _geometric_edges(x, y, z, r, phi, layer, pairs, phi_slope_max, kappa_max, z0_max, detector, skip_check):
+    """Edges (senders, receivers) over the layer pairs passing the phi-slope (kappa_max None) or
+    helix (curvature <= kappa_max, 1/mm) cuts and the z0 cut."""
     between = _between(detector, pairs) if skip_check else [()] * len(pairs)
-    order = np.lexsort((phi, layer))
+    barrel = _layer_arrays(detector)[0]
+    order = np.argsort(layer, kind="stable")
     bounds = np.searchsorted(layer[order], np.arange(layer.max(initial=-1) + 2))
-    senders, receivers = [], []
+    found = []  # (s, t, the layers the pair's edges may not skip)
     for (a, b), others in zip(pairs, between):
         if max(a, b) + 1 >= len(bounds):
             continue
         src, tgt = order[bounds[a] : bounds[a + 1]], order[bounds[b] : bounds[b + 1]]
         if len(src) == 0 or len(tgt) == 0:
             continue
-        # |dphi| <= slope_max |dr| and |dr| <= the farthest target radius: a phi window per source hit.
-        r_lo, r_hi = r[tgt].min(), r[tgt].max()
-        width = phi_slope_max * np.maximum(np.abs(r_hi - r[src]), np.abs(r_lo - r[src])) + 1e-9
-        width = np.minimum(width, np.pi)
-        # Targets sorted by phi and repeated at phi -+ 2 pi, so that no window needs wrapping.
-        phi_ext = np.concatenate([phi[tgt] - 2 * np.pi, phi[tgt], phi[tgt] + 2 * np.pi])
-        lo = np.searchsorted(phi_ext, phi[src] - width, "left")
-        count = np.searchsorted(phi_ext, phi[src] + width, "left") - lo
-        total = int(count.sum())
-        if total == 0:
-            continue
-        s = np.repeat(src, count)
-        at = np.repeat(lo, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-        t = np.tile(tgt, 3)[at]
-        # The cuts multiplied through by |dr| (no division): |dphi| < max |dr|, |z1 dr - r1 dz| < max |dr|.
-        rs, zs = r[s], z[s]
-        dr = r[t] - rs
-        abs_dr = np.abs(dr)
-        keep = (np.abs(phi_ext[at] - phi[s]) < phi_slope_max * abs_dr) & (
-            np.abs(zs * dr - rs * (z[t] - zs)) < z0_max * abs_dr
-        )
-        s, t = s[keep], t[keep]
+        if kappa_max is None:
+            width = _phi_windows(r[src], r[tgt].min(), r[tgt].max(), phi_slope_max, None)
+            s, t, phi_t = _phi_candidates(src, tgt, phi, width)
+            # The cuts multiplied through by |dr| (no division): |dphi| < max |dr|,
+            # |z1 dr - r1 dz| < max |dr|.
+            rs, zs = r[s], z[s]
+            dr = r[t] - rs
+            abs_dr = np.abs(dr)
+            keep = (np.abs(phi_t - phi[s]) < phi_slope_max * abs_dr) & (
+                np.abs(zs * dr - rs * (z[t] - zs)) < z0_max * abs_dr
+            )
+            s, t = s[keep], t[keep]
+        else:
+            s, t = _helix_candidates(x, y, z, r, phi, src, tgt, kappa_max, z0_max, barrel[b])
+        found.append((s, t, others))
+    if kappa_max is not None and found:
+        # Every pair's candidates through the jitted helix cut at once.
+        keep = helix_cut(x, y, z, *(np.concatenate([f[i] for f in found]) for i in (0, 1)), kappa_max, z0_max)
+        cuts = np.cumsum([len(f[0]) for f in found])[:-1]
+        found = [(s[k], t[k], o) for (s, t, o), k in zip(found, np.split(keep, cuts))]
+    senders, receivers = [], []
+    for s, t, others in found:
         if len(others):
             keep = ~_skips_a_layer(r, z, s, t, others, detector)
             s, t = s[keep], t[keep]
@@ -367,6 +600,12 @@ def _geometric_edges(r, phi, z, layer, pairs, phi_slope_max, z0_max, detector, s
     if not senders:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(senders), np.concatenate(receivers)
+
+
+def hit_positions(graph: EventGraph) -> np.ndarray:
+    """The hits' x, y, z (mm) [N, 3] float64, from the graph's (scaled) r, phi, z node features."""
+    r, phi, z = (graph.nodes[:, i].astype(np.float64) * NODE_SCALES[i] for i in range(3))
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], 1)
 
 
 def _knn_space(x, y, z, r, eta, phi, space: str) -> np.ndarray:
@@ -450,6 +689,7 @@ def build_graph(
     method: str = "geometric",
     *,
     phi_slope_max: float = PHI_SLOPE_MAX,
+    pt_floor: float | None = None,
     z0_max: float = Z0_MAX_MM,
     k: int = 8,
     knn_space: str = "eta_phi",
@@ -461,7 +701,8 @@ def build_graph(
 ) -> EventGraph:
     """The graph of one event (`io.Event` or `simulate_event`'s dict); see the module docstring.
 
-    method: "geometric" (phi_slope_max rad/mm, z0_max mm) or "knn" (k, knn_space "eta_phi" | "xyz").
+    method: "geometric" (phi_slope_max rad/mm, or the helix cut down to pt_floor GeV when that is given;
+    z0_max mm) or "knn" (k, knn_space "eta_phi" | "xyz").
     layer_pairs: "geometry" | "simple" | [P, 2] global layer indices; skip_check: drop geometric edges that
     skip a layer. pt_min (GeV): true edges of particles with pT <= pt_min get label 0 and train_mask False:
     the signal is the true edges above the cut, and the ones below are neither positive nor negative in
@@ -475,10 +716,17 @@ def build_graph(
     r, phi = np.hypot(x, y), np.arctan2(y, x)
     eta = np.arcsinh(z / np.maximum(r, 1e-9))
     layer = global_layer(hits["volume_id"], hits["layer_id"], detector)
-    pairs = _resolve_pairs(layer_pairs, detector, z0_max)
+    if pt_floor is not None and pt_floor <= 0:
+        raise ValueError(f"pt_floor must be positive (GeV), got {pt_floor}")
+    pairs = _resolve_pairs(layer_pairs, detector, z0_max, pt_floor if method == "geometric" else None)
 
     if method == "geometric":
-        s, t = _geometric_edges(r, phi, z, layer, pairs, phi_slope_max, z0_max, detector, skip_check)
+        kappa_max = None
+        if pt_floor is not None:
+            kappa_max = KAPPA_MARGIN * detector.b_field / (PT_TO_RADIUS_MM * pt_floor)
+        s, t = _geometric_edges(
+            x, y, z, r, phi, layer, pairs, phi_slope_max, kappa_max, z0_max, detector, skip_check
+        )
     elif method == "knn":
         s, t = _knn_edges(_knn_space(x, y, z, r, eta, phi, knn_space), layer, pairs, k)
     else:
@@ -530,6 +778,7 @@ def build_graph(
         info=dict(
             method=method,
             phi_slope_max=phi_slope_max,
+            pt_floor=pt_floor,
             z0_max=z0_max,
             k=k,
             knn_space=knn_space,

@@ -55,13 +55,14 @@ def write_plots(
             },
             run.plot_path("efficiency_vs_pt.png"),
             xlabel="particle $p_T$ [GeV]",
-            title=f"Efficiency vs pT (edge threshold {ev.threshold:.2f}; tracks: double majority, >= 5 hits)",
+            title=f"Efficiency vs pT (edge threshold {ev.threshold:.2f}; tracks: double majority, >= 4 hits)",
             log_x=True,
         )
         plots.efficiency_curves(
             evaluate.ETA_BINS,
             {
                 "true edges kept": _counts(r["edge_efficiency_vs_eta"]),
+                "particles found, all pT (>= 4 hits)": _counts(r["track_efficiency_vs_eta_all"]),
                 f"particles found, pT > {cfg.eval.pt_min:g} GeV": _counts(r["track_efficiency_vs_eta"]),
             },
             run.plot_path("efficiency_vs_eta.png"),
@@ -101,11 +102,12 @@ def markdown(r: dict, devices: str) -> str:
         *cascade_lines(r),
         "## Tracks",
         "",
-        "| TrackML score | score, pT above cut | tracking efficiency | fake rate |",
+        "| TrackML score (all particles) | score, pT above cut | tracking efficiency | fake rate |",
         "|---:|---:|---:|---:|",
         f"| {k['score']:.4f} | {k['score_pt']:.4f} | {k['efficiency']:.4f} | {k['fake_rate']:.4f} |",
         "",
-        "## Efficiency vs particle pT (test events)",
+        *score_lines(r),
+        "## Efficiency vs particle pT (test events; particles with >= 4 hits, as the score weighs them)",
         "",
         "| pT [GeV] | true edges kept | particles found | particles |",
         "|---|---:|---:|---:|",
@@ -139,6 +141,24 @@ def markdown(r: dict, devices: str) -> str:
         "Found tracks of the test events: `submission.csv` (event_id,hit_id,track_id).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def score_lines(r: dict) -> list[str]:
+    """Where the score comes from: per pT band, the weight its particles carry and the score within it
+    (their product, summed, is the score). Runs made before the breakdown have none."""
+    if "score_by_pt" not in r:
+        return []
+    b = r["score_by_pt"]
+    lines = [
+        "Score by particle pT (mean over the test events; share x score summed over the bands = the score):",
+        "",
+        "| pT [GeV] | share of the weight | score within | share x score |",
+        "|---|---:|---:|---:|",
+    ]
+    for lo, hi, share, score in zip(b["bands"][:-1], b["bands"][1:], b["share"], b["score"]):
+        band = f"{lo:g}-{hi:g}" if np.isfinite(hi) else f"> {lo:g}"
+        lines.append(f"| {band} | {share:.4f} | {score:.4f} | {share * score:.4f} |")
+    return lines + [""]
 
 
 def cascade_lines(r: dict) -> list[str]:

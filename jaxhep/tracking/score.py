@@ -199,13 +199,39 @@ def hit_particle_pt(truth_particle_ids, particles: Mapping[str, np.ndarray]) -> 
 
 
 def trackml_score_above_pt(
-    truth_hit_ids, truth_particle_ids, truth_weights, sub_hit_ids, sub_track_ids, hit_pt, pt_min: float
+    truth_hit_ids,
+    truth_particle_ids,
+    truth_weights,
+    sub_hit_ids,
+    sub_track_ids,
+    hit_pt,
+    pt_min: float,
+    pt_max: float = np.inf,
 ) -> float:
-    """The TrackML score counting only particles with pT >= pt_min (GeV).
+    """The TrackML score counting only particles with pt_min <= pT < pt_max (GeV).
 
     hit_pt: [n_hits] the pT of each truth hit's particle (see `hit_particle_pt`). The weights of the
     other hits are set to 0 and the rest renormalised; the matching rules are unchanged (a track still
-    needs > 50 % of its hits, low-pT ones included, from its majority particle).
+    needs > 50 % of its hits, low-pT ones included, from its majority particle). NaN when no hit of
+    the band carries weight.
     """
-    w = np.where(np.asarray(hit_pt) >= pt_min, np.asarray(truth_weights, np.float64), 0.0)
+    pt = np.asarray(hit_pt)
+    w = np.where((pt >= pt_min) & (pt < pt_max), np.asarray(truth_weights, np.float64), 0.0)
+    if not w.sum() > 0:
+        return float("nan")
     return trackml_score(truth_hit_ids, truth_particle_ids, w, sub_hit_ids, sub_track_ids)
+
+
+def score_by_pt(
+    truth_hit_ids, truth_particle_ids, truth_weights, sub_hit_ids, sub_track_ids, hit_pt, bands
+) -> dict[str, list[float]]:
+    """Where an event's score comes from: for each pT band [lo, hi) of `bands` (edges [K+1], GeV),
+    the share of the event's weight its particles carry and the score within the band
+    (`trackml_score_above_pt`); sum over bands of share x score = the event's score."""
+    pt, w = np.asarray(hit_pt), np.asarray(truth_weights, np.float64)
+    args = (truth_hit_ids, truth_particle_ids, truth_weights, sub_hit_ids, sub_track_ids, hit_pt)
+    share, score = [], []
+    for lo, hi in zip(bands[:-1], bands[1:]):
+        share.append(float(w[(pt >= lo) & (pt < hi)].sum() / w.sum()))
+        score.append(trackml_score_above_pt(*args, lo, hi))
+    return {"share": share, "score": score}

@@ -144,13 +144,20 @@ def walk_tracks(
 
 
 def build_tracks(
-    n_nodes: int, senders, receivers, scores, threshold: float = 0.5, method: str = "components"
+    n_nodes: int,
+    senders,
+    receivers,
+    scores,
+    threshold: float = 0.5,
+    method: str = "components",
+    positions=None,
 ) -> np.ndarray:
     """track_id of each hit: [N] int64 in 1..K, every hit in exactly one track (singletons included).
 
     method: "components" (connected components of the edges with score >= threshold) or "walk"
-    (`walk_edges`, which keeps tracks apart at a branching). Track ids follow each track's smallest
-    hit index.
+    (`walk_edges`, which keeps tracks apart at a branching). positions: the hits' [N, 3] x, y, z (mm);
+    when given, the two legs of each looper are joined (`merge_loopers`). Track ids follow each
+    track's smallest hit index.
     """
     if method == "components":
         scores = np.asarray(scores).ravel()
@@ -159,7 +166,116 @@ def build_tracks(
         labels = walk_tracks(n_nodes, senders, receivers, scores, threshold)
     else:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if positions is not None:
+        labels = merge_loopers(labels, positions)
     return labels + 1
+
+
+# --------------------------------------------------------------------------- loopers
+# A particle below ~0.3 GeV curls back through the layers it crossed within its first turn (the circle
+# of radius R = pT / 0.3 B reaches r = 2 R, inside the strip barrels). Edges point inner -> outer, so
+# nothing joins its way out and its way back at the top of the turn: tracks come out as two chains with
+# about half of its hits each, and neither passes the score's double majority. Both legs lie on one
+# helix from the beam line: one circle through the origin, and z linear in the turning angle around
+# its centre. LOOPER_MAX_RADIUS_MM: circles up to R = 600 mm (pT 0.36 GeV at 2 T) are looked at; two
+# chains are joined when their circles' centres lie within LOOPER_CENTRE_MM and all their hits fit one
+# z line within LOOPER_Z_RMS_MM (rms), one leg before the top of the turn and one after.
+LOOPER_MAX_RADIUS_MM = 600.0
+LOOPER_CENTRE_MM = 25.0
+LOOPER_Z_RMS_MM = 10.0
+LOOPER_MIN_HITS = 3
+_TOP_SLACK_RAD = 0.3  # how far past the top of the turn a leg may seem to reach (fit and scattering)
+_Z0_MAX_MM = 300.0  # the joined helix must start near the beam spot (|z0| < 200 mm, with slack)
+
+
+def _circle_through_origin(labels: np.ndarray, x: np.ndarray, y: np.ndarray, k: int):
+    """Least-squares circle through the origin of each label's points: centres (cx, cy) [k] each.
+
+    x^2 + y^2 = 2 cx x + 2 cy y is linear in (cx, cy): a 2 x 2 normal equation per label from sums
+    (NaN where the points are collinear with the origin)."""
+    rho2 = x * x + y * y
+    sxx, sxy, syy = (np.bincount(labels, w, k) for w in (x * x, x * y, y * y))
+    bx, by = np.bincount(labels, x * rho2, k), np.bincount(labels, y * rho2, k)
+    det = sxx * syy - sxy * sxy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = np.abs(det) > 1e-9 * np.maximum(sxx * syy, 1e-30)
+        cx = np.where(ok, (syy * bx - sxy * by) / (2.0 * det), np.nan)
+        cy = np.where(ok, (sxx * by - sxy * bx) / (2.0 * det), np.nan)
+    return cx, cy
+
+
+def merge_loopers(
+    labels,
+    positions,
+    max_radius: float = LOOPER_MAX_RADIUS_MM,
+    centre_mm: float = LOOPER_CENTRE_MM,
+    z_rms_mm: float = LOOPER_Z_RMS_MM,
+    min_hits: int = LOOPER_MIN_HITS,
+) -> np.ndarray:
+    """Track labels [N] (0..K-1) with the two legs of each looper joined into one track, renumbered
+    by smallest hit as `connected_components` numbers them: [N] int64.
+
+    positions: [N, 3] x, y, z (mm). Chains of >= min_hits hits whose circle through the origin has
+    radius <= max_radius are paired when their centres lie within centre_mm, their turning angles
+    alpha around the centre (from the origin) put one before the top of the turn (alpha = pi) and
+    the other after it, and z is one line in alpha for both (rms <= z_rms_mm) that starts near the
+    beam line. Each chain joins at most one other, the best fitting first.
+    """
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    xyz = np.asarray(positions, np.float64)
+    if xyz.shape != (len(labels), 3):
+        raise ValueError(f"positions must be [N, 3] = ({len(labels)}, 3), got {xyz.shape}")
+    if not len(labels):
+        return labels
+    k = int(labels.max()) + 1
+    x, y, z = xyz.T
+    size = np.bincount(labels, minlength=k)
+    cx, cy = _circle_through_origin(labels, x, y, k)
+    radius = np.hypot(cx, cy)
+    chain = np.flatnonzero((size >= min_hits) & (radius <= max_radius))
+    if len(chain) < 2:
+        return labels
+    # Turning angle of each hit around its chain's centre, from the origin, in [0, 2 pi).
+    hit = np.isin(labels, chain)
+    lab, hx, hy, hz = labels[hit], x[hit], y[hit], z[hit]
+    alpha = np.mod(np.arctan2(hy - cy[lab], hx - cx[lab]) - np.arctan2(-cy[lab], -cx[lab]), 2 * np.pi)
+    stats = np.stack(
+        [np.bincount(lab, w, k) for w in (np.ones_like(alpha), alpha, alpha**2, hz, hz**2, alpha * hz)]
+    )
+    a_lo = np.full(k, np.inf)
+    a_hi = np.full(k, -np.inf)
+    np.minimum.at(a_lo, lab, alpha)
+    np.maximum.at(a_hi, lab, alpha)
+
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(np.stack([cx[chain], cy[chain]], 1)).query_pairs(centre_mm, output_type="ndarray")
+    if not len(pairs):
+        return labels
+    a, b = chain[pairs[:, 0]], chain[pairs[:, 1]]
+    # One leg before the top of the turn, the other after it.
+    before_after = (a_hi[a] <= np.pi + _TOP_SLACK_RAD) & (a_lo[b] >= np.pi - _TOP_SLACK_RAD)
+    after_before = (a_hi[b] <= np.pi + _TOP_SLACK_RAD) & (a_lo[a] >= np.pi - _TOP_SLACK_RAD)
+    # One line z = z0 + t alpha through both legs' hits, from the summed sums.
+    n, sa, saa, sz, szz, saz = stats[:, a] + stats[:, b]
+    var_a = saa - sa * sa / n
+    cov = saz - sa * sz / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = cov / var_a
+        rss = np.maximum(szz - sz * sz / n - slope * cov, 0.0)
+        rms = np.sqrt(rss / n)
+        z0 = (sz - slope * sa) / n
+    # The helix starts at the origin: alpha = 0 for one sense of rotation, 2 pi for the other.
+    near_beam = np.minimum(np.abs(z0), np.abs(z0 + 2 * np.pi * slope)) < _Z0_MAX_MM
+    good = (before_after | after_before) & (rms <= z_rms_mm) & near_beam & np.isfinite(rms)
+    a, b, rms = a[good], b[good], rms[good]
+    merged = np.arange(k)
+    used = np.zeros(k, bool)
+    for i in np.argsort(rms, kind="stable"):  # few candidates: one per looper
+        if not used[a[i]] and not used[b[i]]:
+            used[[a[i], b[i]]] = True
+            merged[b[i]] = a[i]
+    return _by_smallest_member(merged[labels])
 
 
 # --------------------------------------------------------------------------- submission files

@@ -21,11 +21,12 @@ from flax import nnx
 from jaxhep import losses, metrics
 from jaxhep.runs import Run
 from jaxhep.tracking import cascade, dataset
-from jaxhep.tracking.config import LossConfig, TrackingConfig, run_config
+from jaxhep.tracking.config import LossConfig, TrackingConfig, run_config, stage_model
 from jaxhep.tracking.dataset import Events, Split, progress_bar
 from jaxhep.tracking.graph import EventGraph
 from jaxhep.tracking.model import EdgeClassifier, batched_logits
 from jaxhep.tracking.padding import graph_buckets, pad_graph
+from jaxhep.tracking.score import PT_FLOOR_GEV, PT_INF_GEV, PT_SUP_GEV, W_PT_MAX, W_PT_MIN
 from jaxhep.train import FitResult, fit_model, load_best
 
 STAGES = ("filter", "edges")
@@ -63,7 +64,7 @@ def train_model(name: str, cfg: TrackingConfig, data: Events, run: Run, runtime)
         return TrainedModel(name, reused_filter(cfg.cascade.filter_run))
     target_recall = cfg.cascade.target_recall if name == "filter" else None
     train, val, test = dataset.split(data.graphs, data.prefixes, cfg.data, cfg.model.bidirectional)
-    pos_weight = cfg.loss.pos_weight or auto_pos_weight(train)
+    pos_weight = cfg.loss.pos_weight or auto_pos_weight(train, cfg.loss.pt_weighting)
     print(
         f"[tracking] {name}: {len(train)} training graphs ({cfg.data.train_sectors} phi sector(s) per "
         f"event), {len(val)}/{len(test)} validation/test events; padded to "
@@ -81,7 +82,7 @@ def train_model(name: str, cfg: TrackingConfig, data: Events, run: Run, runtime)
             monitor="val_kept",
             monitor_mode="min",
         )
-    model = EdgeClassifier(cfg.model, dtype=cfg.train.precision, rngs=nnx.Rngs(cfg.train.seed))
+    model = EdgeClassifier(stage_model(cfg, name), dtype=cfg.train.precision, rngs=nnx.Rngs(cfg.train.seed))
 
     def validate(trainer):
         logits = trainer.predict_rows(val.read, len(val), n_dev)
@@ -115,10 +116,10 @@ def checkpoint_dir(run_dir: str | Path, name: str) -> Path:
     return Path(run_dir) / ("ckpt_filter" if name == "filter" else "ckpt")
 
 
-def load_classifier(cfg: TrackingConfig, ckpt_dir: str | Path) -> EdgeClassifier:
-    """The best checkpoint in `ckpt_dir` of a training with config `cfg`, in eval mode, computing in
-    the precision it trained in."""
-    model = EdgeClassifier(cfg.model, dtype=cfg.train.precision, rngs=nnx.Rngs(0))
+def load_classifier(cfg: TrackingConfig, ckpt_dir: str | Path, stage: str = "edges") -> EdgeClassifier:
+    """The best checkpoint in `ckpt_dir` of the `stage` classifier of a training with config `cfg`, in
+    eval mode, computing in the precision it trained in."""
+    model = EdgeClassifier(stage_model(cfg, stage), dtype=cfg.train.precision, rngs=nnx.Rngs(0))
     return load_best(model, cfg.train, ckpt_dir)
 
 
@@ -127,10 +128,10 @@ def reused_filter(path: str | Path) -> EdgeClassifier:
     only classifier (`ckpt/`), rebuilt from that run's own config."""
     other = Run.open(path)
     other_cfg = run_config(other.config, other.path / "config.json")
-    ckpt = checkpoint_dir(other.path, "filter")
-    ckpt = ckpt if ckpt.is_dir() else checkpoint_dir(other.path, "edges")
+    stage = "filter" if checkpoint_dir(other.path, "filter").is_dir() else "edges"
+    ckpt = checkpoint_dir(other.path, stage)
     print(f"[tracking] filter: the classifier of {ckpt}", flush=True)
-    return load_classifier(other_cfg, ckpt)
+    return load_classifier(other_cfg, ckpt, stage)
 
 
 def filter_scores(cfg: TrackingConfig, data: Events, run: Run, runtime) -> tuple[list, list]:
@@ -172,12 +173,30 @@ def prune_with_filter(
     return data.with_graphs([p[0] for p in pruned]), [p[1] for p in pruned], report
 
 
-def auto_pos_weight(train: Split) -> float:
-    """n_negative / n_positive over the trainable real edges: balances the two classes in the loss."""
-    mask = train.arrays["edge_mask"] & train.arrays["train_mask"]
-    pos = float((train.arrays["labels"] * mask).sum())
-    neg = float(mask.sum()) - pos
-    return neg / max(pos, 1.0)
+def edge_weight(labels, edge_pt):
+    """Loss weight [E] of each edge under `loss.pt_weighting`: the TrackML pT weight of a true edge's
+    particle (`score.pt_weight`: 0.2 up to 0.5 GeV, rising to 1 at 3 GeV, 0 below 0.05 GeV), 1 for a
+    false edge. labels, edge_pt [E] (or [G, E]): NumPy or jax arrays alike (the loss runs it jitted)."""
+    xp = jnp if isinstance(labels, jax.Array) else np
+    w_pt = xp.interp(
+        edge_pt,
+        xp.asarray([PT_FLOOR_GEV, PT_INF_GEV, PT_SUP_GEV]),
+        xp.asarray([W_PT_MIN, W_PT_MIN, W_PT_MAX]),
+        left=0.0,
+        right=W_PT_MAX,
+    )
+    return xp.where(labels > 0, w_pt, 1.0)
+
+
+def auto_pos_weight(train: Split, pt_weighting: bool = False) -> float:
+    """Negatives / positives over the trainable real edges (positives counted by their pt weight
+    under `pt_weighting`): balances the two classes in the loss."""
+    a = train.arrays
+    mask = a["edge_mask"] & a["train_mask"]
+    pos_w = edge_weight(a["labels"], a["edge_pt"]) if pt_weighting else 1.0
+    pos = float((a["labels"] * mask * pos_w).sum())
+    neg = float(mask.sum()) - float((a["labels"] * mask).sum())
+    return neg / max(pos, 1e-9 if pt_weighting else 1.0)
 
 
 def make_loss_fn(cfg: LossConfig, pos_weight: float):
@@ -187,12 +206,13 @@ def make_loss_fn(cfg: LossConfig, pos_weight: float):
         mask = batch["edge_mask"].astype(jnp.float32) * batch["train_mask"].astype(jnp.float32)
         if cfg.hard_negative_ratio:
             mask = mask * _hard_negative_mask(logits, labels, mask, cfg.hard_negative_ratio)
+        weight = edge_weight(labels, batch["edge_pt"]) * mask if cfg.pt_weighting else mask
         if cfg.kind == "focal":
             loss = losses.sigmoid_focal_loss(
-                logits.ravel(), labels.ravel(), cfg.focal_alpha, cfg.focal_gamma, mask.ravel()
+                logits.ravel(), labels.ravel(), cfg.focal_alpha, cfg.focal_gamma, weight.ravel()
             )
         else:
-            loss = losses.weighted_bce(logits.ravel(), labels.ravel(), pos_weight, mask.ravel())
+            loss = losses.weighted_bce(logits.ravel(), labels.ravel(), pos_weight, weight.ravel())
         pred = logits > 0
         tp = jnp.sum(pred * labels * mask)
         return loss, {

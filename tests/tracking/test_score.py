@@ -14,6 +14,7 @@ from jaxhep.tracking.score import (
     hit_particle_pt,
     hit_weights,
     pt_weight,
+    score_by_pt,
     trackml_score,
     trackml_score_above_pt,
 )
@@ -123,6 +124,18 @@ def test_weights_edge_cases():
 @pytest.fixture(scope="module")
 def event():
     return simulate_event(99, pileup=200)
+
+
+def test_hand_computed_pt_band_and_breakdown():
+    hit_pt = np.array([2.0, 2.0, 2.0, 2.0, 0.8, 0.8, 0.8, 5.0, 5.0, 0.0, 0.0])
+    args = (HAND_HITS, HAND_PIDS, HAND_WEIGHTS, HAND_HITS, HAND_TRACKS, hit_pt)
+    # [0.5, 3): particles 1 (0.5 of weight, 0.3 found) and 2 (0.3, 0.2 found): 0.5 / 0.8
+    assert trackml_score_above_pt(*args, 0.5, 3.0) == approx(0.5 / 0.8)
+    assert np.isnan(trackml_score_above_pt(*args, 10.0, 20.0))  # no weight in the band
+    b = score_by_pt(*args, [0.0, 1.0, 3.0, np.inf])
+    # particle 2 (0.3 of the weight, 2/3 of it found); particle 1 (0.5, 3/5); particle 3 (0.2, none)
+    assert b["share"] == approx([0.3, 0.5, 0.2]) and b["score"] == approx([0.2 / 0.3, 0.3 / 0.5, 0.0])
+    assert np.dot(b["share"], b["score"]) == approx(HAND_SCORE)
 
 
 def test_perfect_shuffled_and_speed(event):
