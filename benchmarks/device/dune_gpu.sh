@@ -34,12 +34,9 @@ else
 fi
 
 mkdir -p "$OUT" "$WORK"
-T0=$SECONDS
-left() {  # seconds of the budget left, at least 1 (`timeout 0` would mean no limit)
-    local s=$((BUDGET_S - (SECONDS - T0)))
-    echo $((s > 1 ? s : 1))
-}
-say() { echo "[dune_gpu $((SECONDS - T0)) s] $*"; }
+NAME=dune_gpu
+# shellcheck source=benchmarks/device/budget.sh
+. "$(dirname "$0")/budget.sh"
 
 command_of() {  # the experiment's command line of a RUNS name
     case "$1" in

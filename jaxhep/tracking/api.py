@@ -38,7 +38,7 @@ class TrackingPredictor:
 
     cfg: TrackingConfig
     edges: EdgeClassifier  # the classifier whose scores make the tracks
-    threshold: float  # its edge threshold (best F1 on the run's validation events)
+    threshold: float  # its edge threshold (picked on the run's validation events, eval.threshold)
     filter: EdgeClassifier | None = None  # stage 1 of a two-stage run
     filter_threshold: float | None = None
 

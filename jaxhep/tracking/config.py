@@ -62,6 +62,9 @@ class EvalConfig:
     track_method: str = "walk"  # walk | components
     # Join the way out and the way back of each looper into one track (tracks.merge_loopers).
     merge_loopers: bool = True
+    # The edge threshold of the tracks, picked on the validation events: "score" (the best TrackML
+    # score of a grid, evaluate.TRACK_THRESHOLDS) or "f1" (the best edge F1).
+    threshold: str = "score"
     pt_min: float = 1.0  # the pT cut of the headline score and efficiency
     displays: int = 1
 
@@ -188,6 +191,8 @@ def check(cfg: TrackingConfig) -> None:
         )
     if cfg.data.method not in GRAPH_METHODS:
         raise ConfigError(f"data.method {cfg.data.method!r}: must be one of {', '.join(GRAPH_METHODS)}")
+    if cfg.eval.threshold not in ("score", "f1"):
+        raise ConfigError(f"eval.threshold {cfg.eval.threshold!r}: must be score or f1")
     if cfg.eval.track_method not in TRACK_METHODS:
         raise ConfigError(
             f"eval.track_method {cfg.eval.track_method!r}: must be one of {', '.join(TRACK_METHODS)}"

@@ -20,24 +20,41 @@ from jaxhep.errors import InputError
 from jaxhep.tracking.config import DataConfig
 from jaxhep.tracking.graph import EventGraph, build_graph
 from jaxhep.tracking.io import list_events, read_event
-from jaxhep.tracking.padding import graph_buckets, stack_graphs
-from jaxhep.tracking.sectors import phi_sectors
+from jaxhep.tracking.padding import bucket_size, graph_buckets, stack_graphs
+from jaxhep.tracking.sectors import phi_sector, phi_sectors
 from jaxhep.tracking.sim.simulate import simulate_dataset
 
 
 @dataclass
 class Split:
-    """Stacked padded graphs [G, ...] plus the unpadded graphs (for track building and plots)."""
+    """Rows of one split, padded to one size (`n_node`, `n_edge`: one compiled program per split) when
+    they are read: the events' `graphs` (unpadded) themselves, or for training each one's `sectors`
+    phi sectors (row i = sector i % sectors of event i // sectors, cut when read). Padding on read
+    keeps memory at the unpadded graphs: a stack of every padded training sector of 48 mu = 200
+    events at a 0.2 GeV floor would take ~20 GB."""
 
-    arrays: dict[str, np.ndarray]
     graphs: list[EventGraph]
     prefixes: list[str]
+    n_node: int
+    n_edge: int
+    bidirectional: bool | None = None  # the model's setting, for each row's `message_order`
+    sectors: int = 1
+    halo: float = 0.1
 
     def __len__(self) -> int:
-        return len(self.graphs)
+        return len(self.graphs) * self.sectors
+
+    def row(self, i: int) -> EventGraph:
+        """Row i, unpadded: an event's graph or one of its sectors."""
+        event, k = divmod(int(i), self.sectors)
+        return phi_sector(self.graphs[event], self.sectors, k, self.halo)
 
     def read(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        return {k: v[idx] for k, v in self.arrays.items()}
+        """Rows idx (any shape [...]) padded and stacked: every key of `pad_graph` as [..., ...]."""
+        idx = np.asarray(idx)
+        rows = [self.row(i) for i in idx.ravel()]
+        stack = stack_graphs(rows, self.n_node, self.n_edge, self.bidirectional)
+        return {k: v.reshape(*idx.shape, *v.shape[1:]) for k, v in stack.items()}
 
 
 @dataclass
@@ -145,22 +162,33 @@ def split(
 
     Training events are cut into `cfg.train_sectors` phi sectors (each a row of the training split).
     The training rows share one padded size, and validation and test another (two compiled programs:
-    the train step and the forward pass). bidirectional: the model's setting, to store each graph's
+    the train step and the forward pass). bidirectional: the model's setting, to store each row's
     `message_order` (None: none stored).
     """
     n_test, n_val = cfg.test_events, cfg.val_events
     n_train = len(graphs) - n_val - n_test
-    train_graphs, train_prefixes = [], []
-    for graph, prefix in zip(graphs[:n_train], prefixes[:n_train]):
-        parts = phi_sectors(graph, cfg.train_sectors, cfg.sector_halo)
-        train_graphs += parts
-        train_prefixes += [prefix] * len(parts)
-    # stack_graphs pads the training rows to the bucket that fits them all; validation and test share
-    # the bucket of the evaluation events, so one forward program serves both.
-    train = Split(stack_graphs(train_graphs, bidirectional=bidirectional), train_graphs, train_prefixes)
+    # The training rows' bucket fits every sector of every training event (cut here one event at a
+    # time); validation and test share the bucket of the evaluation events, so one forward program
+    # serves both.
+    sizes = [
+        (part.n_node, part.n_edge)
+        for graph in graphs[:n_train]
+        for part in phi_sectors(graph, cfg.train_sectors, cfg.sector_halo)
+    ]
+    n_node = bucket_size(max(n for n, _ in sizes) + 1)  # room for the padding node
+    n_edge = bucket_size(max(e for _, e in sizes))
+    train = Split(
+        graphs[:n_train],
+        prefixes[:n_train],
+        n_node,
+        n_edge,
+        bidirectional,
+        cfg.train_sectors,
+        cfg.sector_halo,
+    )
     n_node, n_edge = graph_buckets(graphs[n_train:])
     val, test = (
-        Split(stack_graphs(graphs[part], n_node, n_edge, bidirectional), graphs[part], prefixes[part])
+        Split(graphs[part], prefixes[part], n_node, n_edge, bidirectional)
         for part in (slice(n_train, n_train + n_val), slice(n_train + n_val, None))
     )
     return train, val, test

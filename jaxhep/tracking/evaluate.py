@@ -33,6 +33,8 @@ PT_BINS = np.array([0.1, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0])
 # The bands of the score's breakdown: its pT weight is flat (0.2) below 0.5 GeV and reaches 1 at 3 GeV;
 # 0.2 and 0.3 GeV split the soft part where graphs and loopers lose it.
 SCORE_PT_BANDS = np.array([0.0, 0.2, 0.3, 0.5, 1.0, 3.0, np.inf])
+# The edge thresholds tried on the validation events when tracks pick theirs (`eval.threshold = "score"`).
+TRACK_THRESHOLDS = np.round(np.arange(0.1, 0.951, 0.05), 2)
 ETA_BINS = np.linspace(-4, 4, 17)
 
 
@@ -149,17 +151,42 @@ class Evaluation:
         return self.report["threshold"]
 
 
+def score_threshold(
+    prefixes: list[str], graphs: list[EventGraph], scores: list[np.ndarray], cfg: TrackingConfig
+) -> tuple[float, dict[float, float]]:
+    """The edge threshold of TRACK_THRESHOLDS whose tracks score best (mean TrackML score over these
+    events, as `cfg.eval` builds tracks), and the mean score at each threshold. scores: [E] per event."""
+    truths = [read_event(p, parts=("hits", "truth", "particles")).truth for p in prefixes]
+    by_threshold = {}
+    for t in TRACK_THRESHOLDS:
+        per_event = []
+        for truth, graph, s in zip(truths, graphs, scores, strict=True):
+            positions = hit_positions(graph) if cfg.eval.merge_loopers else None
+            args = (graph.n_node, graph.senders, graph.receivers, s, t, cfg.eval.track_method, positions)
+            track_id = build_tracks(*args)
+            per_event.append(
+                trackml_score(truth["hit_id"], truth["particle_id"], truth["weight"], graph.hit_id, track_id)
+            )
+        by_threshold[float(t)] = float(np.mean(per_event))
+    return max(by_threshold, key=by_threshold.get), by_threshold
+
+
 def evaluate_test(
     val_graphs: list[EventGraph],
+    val_prefixes: list[str],
     val_scores: list[np.ndarray],
     test_graphs: list[EventGraph],
     test_prefixes: list[str],
     test_scores: list[np.ndarray],
     cfg: TrackingConfig,
 ) -> Evaluation:
-    """Edges (threshold by F1 on validation), tracks, scores and efficiencies of the test events;
-    scores: [E] per event on the event's whole graph."""
+    """Edges (threshold on the validation events: the best F1, or the best TrackML score with
+    `eval.threshold = "score"`), tracks, scores and efficiencies of the test events; scores: [E] per
+    event on the event's whole graph."""
     threshold = edge_metrics(val_graphs, val_scores)["threshold"]
+    scan = None
+    if cfg.eval.threshold == "score":
+        threshold, scan = score_threshold(val_prefixes, val_graphs, val_scores, cfg)
     test_edges = edge_metrics(test_graphs, test_scores, threshold)
     fpr, tpr, auc = roc(test_graphs, test_scores)
     per_event = [
@@ -171,6 +198,8 @@ def evaluate_test(
     }
     report = {
         "threshold": threshold,
+        "threshold_by": cfg.eval.threshold,
+        **({"val_score_by_threshold": scan} if scan is not None else {}),
         "test": test_edges,
         "tracks": tracks,
         "edge_efficiency_vs_pt": edge_efficiency_vs(test_graphs, test_scores, threshold, "edge_pt", PT_BINS),

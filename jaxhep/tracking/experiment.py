@@ -59,7 +59,13 @@ def train_and_evaluate(cfg: TrackingConfig, data: Events, run: Run, runtime) -> 
         )
     test_graphs, test_prefixes = data.graphs[data.test], data.prefixes[data.test]
     ev = evaluate.evaluate_test(
-        data.graphs[data.val], val_scores, test_graphs, test_prefixes, test_scores, cfg
+        data.graphs[data.val],
+        data.prefixes[data.val],
+        val_scores,
+        test_graphs,
+        test_prefixes,
+        test_scores,
+        cfg,
     )
     result = trained.fit
     report |= ev.report | {"epochs": len(result.history), "best_epoch": result.best_epoch}

@@ -90,7 +90,9 @@ def markdown(r: dict, devices: str) -> str:
         f"- devices: {devices}",
         f"- wall time: {r['wall_s']} s",
         f"- epochs: {r['epochs']} (best {r['best_epoch']})",
-        f"- edge threshold {r['threshold']:.3f} (best F1 on the validation events)",
+        f"- edge threshold {r['threshold']:.3f} (best "
+        + ("TrackML score" if r.get("threshold_by") == "score" else "F1")
+        + " on the validation events)",
         "",
         "## Edges (test events, trainable edges"
         + (", both stages: edges the filter dropped count as scored 0)" if "filter" in r else ")"),

@@ -38,12 +38,25 @@ def phi_sectors(
     widths, sector k starting at phi = -pi + k 2 pi / n. Returns n_sectors graphs whose train_mask is
     True only on the sector's trainable core edges; nodes keep their order.
     """
+    _check(n_sectors, halo)
+    return [phi_sector(graph, n_sectors, k, halo, balanced) for k in range(n_sectors)]
+
+
+def _check(n_sectors: int, halo: float) -> None:
     if n_sectors < 1:
         raise ValueError(f"n_sectors must be >= 1, got {n_sectors}")
     if halo < 0:
         raise ValueError(f"halo must be >= 0 rad, got {halo}")
+
+
+def phi_sector(graph: EventGraph, n_sectors: int, k: int, halo: float = 0.1, balanced: bool = True):
+    """Sector k of `phi_sectors(graph, n_sectors, halo, balanced)`, cut alone (a training row is read
+    as one sector of its event, so the sectors of every event are never all in memory at once)."""
+    _check(n_sectors, halo)
+    if not 0 <= k < n_sectors:
+        raise ValueError(f"sector {k} of {n_sectors} does not exist")
     if n_sectors == 1:
-        return [graph]
+        return graph
     phi = node_phi(graph)
     if balanced and graph.n_edge:
         inner = np.quantile(phi[graph.senders], np.arange(1, n_sectors) / n_sectors)
@@ -51,17 +64,13 @@ def phi_sectors(
         inner = -np.pi + np.arange(1, n_sectors) * 2 * np.pi / n_sectors
     bounds = np.concatenate([[-np.pi], inner, [np.pi]])
     sector = np.searchsorted(inner, phi, side="right")
-    edge_sector = sector[graph.senders]
-    out = []
-    for k in range(n_sectors):
-        # how far (rad, around the circle) each hit lies outside [bounds[k], bounds[k + 1])
-        outside = np.minimum((bounds[k] - phi) % (2 * np.pi), (phi - bounds[k + 1]) % (2 * np.pi))
-        core = edge_sector == k
-        keep_node = (sector == k) | (outside <= halo)
-        keep_node[graph.senders[core]] = True
-        keep_node[graph.receivers[core]] = True
-        out.append(_subgraph(graph, keep_node, core, k))
-    return out
+    # how far (rad, around the circle) each hit lies outside [bounds[k], bounds[k + 1])
+    outside = np.minimum((bounds[k] - phi) % (2 * np.pi), (phi - bounds[k + 1]) % (2 * np.pi))
+    core = sector[graph.senders] == k
+    keep_node = (sector == k) | (outside <= halo)
+    keep_node[graph.senders[core]] = True
+    keep_node[graph.receivers[core]] = True
+    return _subgraph(graph, keep_node, core, k)
 
 
 def _subgraph(graph: EventGraph, keep_node: np.ndarray, core: np.ndarray, sector: int) -> EventGraph:

@@ -68,8 +68,7 @@ def train_model(name: str, cfg: TrackingConfig, data: Events, run: Run, runtime)
     print(
         f"[tracking] {name}: {len(train)} training graphs ({cfg.data.train_sectors} phi sector(s) per "
         f"event), {len(val)}/{len(test)} validation/test events; padded to "
-        f"{train.arrays['nodes'].shape[1]} nodes / {train.arrays['senders'].shape[1]} edges (training), "
-        f"{val.arrays['nodes'].shape[1]} / {val.arrays['senders'].shape[1]} (evaluation); "
+        f"{train.n_node} nodes / {train.n_edge} edges (training), {val.n_node} / {val.n_edge} (evaluation); "
         f"pos_weight {pos_weight:.1f}",
         flush=True,
     )
@@ -189,13 +188,15 @@ def edge_weight(labels, edge_pt):
 
 
 def auto_pos_weight(train: Split, pt_weighting: bool = False) -> float:
-    """Negatives / positives over the trainable real edges (positives counted by their pt weight
-    under `pt_weighting`): balances the two classes in the loss."""
-    a = train.arrays
-    mask = a["edge_mask"] & a["train_mask"]
-    pos_w = edge_weight(a["labels"], a["edge_pt"]) if pt_weighting else 1.0
-    pos = float((a["labels"] * mask * pos_w).sum())
-    neg = float(mask.sum()) - float((a["labels"] * mask).sum())
+    """Negatives / positives over the trainable edges of the training events (positives counted by
+    their pt weight under `pt_weighting`): balances the two classes in the loss. Every trainable edge
+    is the core of one sector, so the whole events hold the same counts as the sectors."""
+    pos = neg = 0.0
+    for g in train.graphs:
+        mask = g.train_mask.astype(bool)
+        labels = g.labels[mask]
+        pos += float((labels * (edge_weight(labels, g.edge_pt[mask]) if pt_weighting else 1.0)).sum())
+        neg += float(len(labels) - labels.sum())
     return neg / max(pos, 1e-9 if pt_weighting else 1.0)
 
 
@@ -248,7 +249,7 @@ def edge_scores(model: nnx.Module, split: Split) -> list[np.ndarray]:
     graphdef, state = nnx.split(model)
     out = []
     for i, graph in enumerate(split.graphs):
-        padded = {k: v[i] for k, v in split.arrays.items()}
+        padded = {k: v[0] for k, v in split.read([i]).items()}
         out.append(np.asarray(_scores(graphdef, state, padded))[: graph.n_edge])
     return out
 

@@ -66,6 +66,7 @@ def test_a_runs_config_json_given_back_makes_the_same_run(dirs, quick_run, capsy
         ("data.pt_floor=0", "data.pt_floor must be positive"),
         ("cascade.filter_layers=-1", "cascade.filter_layers must be"),
         ("cascade.filter_width=33", "must be a multiple of model.heads 2"),
+        ("eval.threshold=best", "eval.threshold 'best': must be score or f1"),
     ],
 )
 def test_settings_that_cannot_run_are_one_line_before_a_run(tmp_path, capsys, setting, fragment):

@@ -86,7 +86,7 @@ def test_loss_stays_finite_and_falls_over_hundreds_of_steps(dirs):
     losses = []
     for call in range(12):  # 12 calls x 25 steps = 300 steps
         idx = rng.integers(0, len(train), (25, 2))
-        chunk = {k: v[idx] for k, v in train.arrays.items()}
+        chunk = train.read(idx)
         metrics = trainer.train_chunk(shard_batch(chunk, mesh, 2, batch_axis=1), call * 25)
         losses.extend(np.asarray(metrics["loss"]).tolist())
         assert np.asarray(metrics["finite"]).all()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jaxhep.tracking.graph import build_graph
-from jaxhep.tracking.sectors import node_phi, phi_sectors
+from jaxhep.tracking.sectors import node_phi, phi_sector, phi_sectors
 from jaxhep.tracking.sim.simulate import simulate_event
 from tests.tracking.handmade import hand_graph
 
@@ -66,3 +66,32 @@ def test_simulated_event_every_trainable_edge_once():
 def test_bad_arguments(n, halo):
     with pytest.raises(ValueError):
         phi_sectors(hand_graph([0.0, 1.0], [0], [1]), n, halo)
+
+
+def test_one_sector_alone_is_that_sector_of_all():
+    g = build_graph(simulate_event(4, pileup=5))
+    for k, part in enumerate(phi_sectors(g, 4, 0.1)):
+        alone = phi_sector(g, 4, k, 0.1)
+        assert alone.n_edge == part.n_edge and np.array_equal(alone.train_mask, part.train_mask)
+        assert np.array_equal(alone.senders, part.senders) and np.array_equal(alone.nodes, part.nodes)
+    with pytest.raises(ValueError, match="sector 4 of 4"):
+        phi_sector(g, 4, 4)
+
+
+def test_split_reads_its_rows_padded_when_asked():
+    from jaxhep.tracking import dataset
+    from jaxhep.tracking.config import DataConfig
+    from jaxhep.tracking.padding import stack_graphs
+
+    graphs = [build_graph(simulate_event(seed, pileup=5)) for seed in range(4)]
+    cfg = DataConfig(val_events=1, test_events=1, train_sectors=3)
+    train, val, test = dataset.split(graphs, [f"e{i}" for i in range(4)], cfg, bidirectional=True)
+    assert (len(train), len(val), len(test)) == (6, 1, 1)
+    rows = train.read(np.array([[0, 5], [4, 1]]))  # [steps, batch] as the training loop asks
+    assert rows["senders"].shape == (2, 2, train.n_edge) and rows["nodes"].shape[:3] == (2, 2, train.n_node)
+    # row 4 = event 1, sector 1: the same arrays as that sector padded on its own
+    alone = stack_graphs([phi_sectors(graphs[1], 3, cfg.sector_halo)[1]], train.n_node, train.n_edge, True)
+    for key, value in alone.items():
+        assert np.array_equal(rows[key][1, 0], value[0]), key
+    assert max(s.n_edge for g in graphs[:2] for s in phi_sectors(g, 3, cfg.sector_halo)) <= train.n_edge
+    assert val.read([0])["senders"].shape == (1, val.n_edge) and test.graphs == graphs[3:]

@@ -32,15 +32,14 @@ def test_edge_weight_by_hand_and_as_the_score_weighs_hits():
 
 
 def test_auto_pos_weight_balances_the_weighted_positives():
-    arrays = dict(
-        labels=np.array([[1, 1, 0, 0, 0, 0, 1]], np.float32),
-        edge_pt=np.array([[0.1, 3.0, 0, 0, 0, 0, 5.0]], np.float32),
-        edge_mask=np.array([[1, 1, 1, 1, 1, 1, 0]], bool),  # the last edge is padding
-        train_mask=np.ones((1, 7), bool),
+    graph = SimpleNamespace(
+        labels=np.array([1, 1, 0, 0, 0, 0, 1], np.float32),
+        edge_pt=np.array([0.1, 3.0, 0, 0, 0, 0, 5.0], np.float32),
+        train_mask=np.array([1, 1, 1, 1, 1, 1, 0], bool),  # the last edge is not trained on
     )
-    train = SimpleNamespace(arrays=arrays)
-    assert auto_pos_weight(train) == approx(4 / 2)
-    assert auto_pos_weight(train, pt_weighting=True) == approx(4 / (0.2 + 1.0))
+    train = SimpleNamespace(graphs=[graph, graph])
+    assert auto_pos_weight(train) == approx(8 / 4)
+    assert auto_pos_weight(train, pt_weighting=True) == approx(8 / (2 * (0.2 + 1.0)))
 
 
 @pytest.mark.parametrize("pt_weighting", [False, True])
