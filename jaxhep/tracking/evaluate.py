@@ -34,7 +34,7 @@ PT_BINS = np.array([0.1, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0])
 # 0.2 and 0.3 GeV split the soft part where graphs and loopers lose it.
 SCORE_PT_BANDS = np.array([0.0, 0.2, 0.3, 0.5, 1.0, 3.0, np.inf])
 # The edge thresholds tried on the validation events when tracks pick theirs (`eval.threshold = "score"`).
-TRACK_THRESHOLDS = np.round(np.arange(0.1, 0.951, 0.05), 2)
+TRACK_THRESHOLDS = np.round(np.concatenate([[0.01, 0.02, 0.05], np.arange(0.1, 0.951, 0.05)]), 2)
 ETA_BINS = np.linspace(-4, 4, 17)
 
 
