@@ -25,10 +25,10 @@ from jaxhep.runs import Run
 from jaxhep.tracking import cascade
 from jaxhep.tracking.config import TrackingConfig, run_config
 from jaxhep.tracking.dataset import graph_options
-from jaxhep.tracking.graph import NODE_FEATURES, EventGraph, build_graph, hit_positions
+from jaxhep.tracking.evaluate import graph_tracks
+from jaxhep.tracking.graph import NODE_FEATURES, EventGraph, build_graph
 from jaxhep.tracking.io import Event, read_event
 from jaxhep.tracking.model import EdgeClassifier
-from jaxhep.tracking.tracks import build_tracks
 from jaxhep.tracking.training import checkpoint_dir, graph_scores, load_classifier, reused_filter
 
 
@@ -73,9 +73,10 @@ class TrackingPredictor:
         """The tracks of an event as submission.csv has them: {"hit_id": [N] int64 in the hits
         file's order, "track_id": [N] int64, 1..K}. `clock` as for `edge_scores`, plus "tracks"."""
         graph, scores = self.edge_scores(event, clock)
-        positions = hit_positions(graph) if self.cfg.eval.merge_loopers else None
-        args = (graph.n_node, graph.senders, graph.receivers, scores, self.threshold)
-        track_id = _timed(clock, "tracks", build_tracks, *args, self.cfg.eval.track_method, positions)
+        e = self.cfg.eval
+        track_id = _timed(
+            clock, "tracks", graph_tracks, graph, scores, self.threshold, e.track_method, e.merge_loopers
+        )
         return {"hit_id": np.asarray(graph.hit_id, np.int64), "track_id": np.asarray(track_id, np.int64)}
 
 

@@ -71,6 +71,17 @@ def _binned(edges, k: np.ndarray, n: np.ndarray) -> dict:
     }
 
 
+def graph_tracks(
+    graph: EventGraph, scores: np.ndarray, threshold: float, method: str, merge_loopers: bool, positions=None
+) -> np.ndarray:
+    """track_id [N] of the graph's hits from its edge scores [E] (`tracks.build_tracks`), loopers'
+    legs joined when `merge_loopers`; positions: the graph's `hit_positions`, if already at hand."""
+    if merge_loopers and positions is None:
+        positions = hit_positions(graph)
+    args = (graph.n_node, graph.senders, graph.receivers, scores, threshold, method)
+    return build_tracks(*args, positions if merge_loopers else None)
+
+
 def event_tracks(
     prefix: str,
     graph: EventGraph,
@@ -83,10 +94,7 @@ def event_tracks(
     """Tracks of one event, its TrackML scores (all particles and pT > pt_min) and tracking metrics."""
     event = read_event(prefix)
     truth, particles, hits = event.truth, event.particles, event.hits
-    positions = hit_positions(graph) if merge_loopers else None
-    track_id = build_tracks(
-        graph.n_node, graph.senders, graph.receivers, scores, threshold, method, positions
-    )
+    track_id = graph_tracks(graph, scores, threshold, method, merge_loopers)
     hit_pt = hit_particle_pt(truth["particle_id"], particles)
     score = trackml_score(truth["hit_id"], truth["particle_id"], truth["weight"], graph.hit_id, track_id)
     score_pt = trackml_score_above_pt(
@@ -157,13 +165,13 @@ def score_threshold(
     """The edge threshold of TRACK_THRESHOLDS whose tracks score best (mean TrackML score over these
     events, as `cfg.eval` builds tracks), and the mean score at each threshold. scores: [E] per event."""
     truths = [read_event(p, parts=("hits", "truth", "particles")).truth for p in prefixes]
+    merge = cfg.eval.merge_loopers
+    positions = [hit_positions(g) if merge else None for g in graphs]  # once per event, not per threshold
     by_threshold = {}
     for t in TRACK_THRESHOLDS:
         per_event = []
-        for truth, graph, s in zip(truths, graphs, scores, strict=True):
-            positions = hit_positions(graph) if cfg.eval.merge_loopers else None
-            args = (graph.n_node, graph.senders, graph.receivers, s, t, cfg.eval.track_method, positions)
-            track_id = build_tracks(*args)
+        for truth, graph, s, xyz in zip(truths, graphs, scores, positions, strict=True):
+            track_id = graph_tracks(graph, s, t, cfg.eval.track_method, merge, xyz)
             per_event.append(
                 trackml_score(truth["hit_id"], truth["particle_id"], truth["weight"], graph.hit_id, track_id)
             )
@@ -183,10 +191,11 @@ def evaluate_test(
     """Edges (threshold on the validation events: the best F1, or the best TrackML score with
     `eval.threshold = "score"`), tracks, scores and efficiencies of the test events; scores: [E] per
     event on the event's whole graph."""
-    threshold = edge_metrics(val_graphs, val_scores)["threshold"]
     scan = None
     if cfg.eval.threshold == "score":
         threshold, scan = score_threshold(val_prefixes, val_graphs, val_scores, cfg)
+    else:
+        threshold = edge_metrics(val_graphs, val_scores)["threshold"]
     test_edges = edge_metrics(test_graphs, test_scores, threshold)
     fpr, tpr, auc = roc(test_graphs, test_scores)
     per_event = [

@@ -439,14 +439,10 @@ def helix_cut(x, y, z, s, t, kappa_max: float, z0_max: float) -> np.ndarray:
     out = []
     for start in range(0, len(s), HELIX_CHUNK):
         a, b = s[start : start + HELIX_CHUNK], t[start : start + HELIX_CHUNK]
-        size = max(1 << int(np.ceil(np.log2(max(len(a), 1)))), 1 << 12)
-        pad = (0, size - len(a))
+        n = len(a)
+        pad = (0, max(1 << int(np.ceil(np.log2(max(n, 1)))), 1 << 12) - n)
         a, b = np.pad(a.astype(np.int32), pad), np.pad(b.astype(np.int32), pad)
-        out.append(
-            np.asarray(_helix_keep(xyz, a, b, np.float32(kappa_max), np.float32(z0_max)))[
-                : len(s[start : start + HELIX_CHUNK])
-            ]
-        )
+        out.append(np.asarray(_helix_keep(xyz, a, b, np.float32(kappa_max), np.float32(z0_max)))[:n])
     return np.concatenate(out) if out else np.zeros(0, bool)
 
 

@@ -39,14 +39,10 @@ def phi_sectors(
     True only on the sector's trainable core edges; nodes keep their order.
     """
     _check(n_sectors, halo)
-    return [phi_sector(graph, n_sectors, k, halo, balanced) for k in range(n_sectors)]
-
-
-def _check(n_sectors: int, halo: float) -> None:
-    if n_sectors < 1:
-        raise ValueError(f"n_sectors must be >= 1, got {n_sectors}")
-    if halo < 0:
-        raise ValueError(f"halo must be >= 0 rad, got {halo}")
+    if n_sectors == 1:
+        return [graph]
+    layout = _layout(graph, n_sectors, balanced)
+    return [_cut(graph, layout, k, halo) for k in range(n_sectors)]
 
 
 def phi_sector(graph: EventGraph, n_sectors: int, k: int, halo: float = 0.1, balanced: bool = True):
@@ -57,13 +53,30 @@ def phi_sector(graph: EventGraph, n_sectors: int, k: int, halo: float = 0.1, bal
         raise ValueError(f"sector {k} of {n_sectors} does not exist")
     if n_sectors == 1:
         return graph
+    return _cut(graph, _layout(graph, n_sectors, balanced), k, halo)
+
+
+def _check(n_sectors: int, halo: float) -> None:
+    if n_sectors < 1:
+        raise ValueError(f"n_sectors must be >= 1, got {n_sectors}")
+    if halo < 0:
+        raise ValueError(f"halo must be >= 0 rad, got {halo}")
+
+
+def _layout(graph: EventGraph, n_sectors: int, balanced: bool):
+    """(phi [N] of each hit, sector boundaries [n_sectors + 1], sector [N] of each hit): shared by all
+    the sectors of an event."""
     phi = node_phi(graph)
     if balanced and graph.n_edge:
         inner = np.quantile(phi[graph.senders], np.arange(1, n_sectors) / n_sectors)
     else:
         inner = -np.pi + np.arange(1, n_sectors) * 2 * np.pi / n_sectors
     bounds = np.concatenate([[-np.pi], inner, [np.pi]])
-    sector = np.searchsorted(inner, phi, side="right")
+    return phi, bounds, np.searchsorted(inner, phi, side="right")
+
+
+def _cut(graph: EventGraph, layout, k: int, halo: float) -> EventGraph:
+    phi, bounds, sector = layout
     # how far (rad, around the circle) each hit lies outside [bounds[k], bounds[k + 1])
     outside = np.minimum((bounds[k] - phi) % (2 * np.pi), (phi - bounds[k + 1]) % (2 * np.pi))
     core = sector[graph.senders] == k

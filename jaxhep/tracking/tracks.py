@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from scipy.sparse import coo_array, csgraph
+from scipy.spatial import cKDTree
 
 METHODS = ("components", "walk")
 SUBMISSION_COLUMNS = ("event_id", "hit_id", "track_id")
@@ -246,8 +247,6 @@ def merge_loopers(
     a_hi = np.full(k, -np.inf)
     np.minimum.at(a_lo, lab, alpha)
     np.maximum.at(a_hi, lab, alpha)
-
-    from scipy.spatial import cKDTree
 
     pairs = cKDTree(np.stack([cx[chain], cy[chain]], 1)).query_pairs(centre_mm, output_type="ndarray")
     if not len(pairs):
