@@ -306,6 +306,12 @@ def resolve_config(task: Task, args: argparse.Namespace):
             f"--resume {args.resume}: a {other} run, not a {task.name} one; continue it with "
             f"{run.resume_command()}"
         )
+    selected, recorded = getattr(args, task.select.dest, None) if task.select else None, config.get("select")
+    if selected is not None and recorded is not None and selected != recorded:  # DUNE: direction vs channel
+        raise ConfigError(
+            f"--resume {args.resume}: a {recorded} run, not a {selected} one; continue it with "
+            f"{run.resume_command()}"
+        )
     try:
         kept = checked(from_dict(task.config_type, config[task.name]))
     except (ConfigError, TypeError, AttributeError) as err:  # a wrong type or shape, or out of range

@@ -22,7 +22,7 @@ from pathlib import Path
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run", help="a finished DUNE direction run folder")
+    p.add_argument("run", help="a DUNE direction run folder, finished or interrupted (its best checkpoint)")
     p.add_argument("--data-dir", default="data", help="where the simulated default data is cached")
     a = p.parse_args(argv)
 
@@ -31,14 +31,24 @@ def main(argv=None) -> None:
     from jaxhep import metrics
     from jaxhep.config import from_dict
     from jaxhep.dune import dataset
-    from jaxhep.dune.config import DataConfig
-    from jaxhep.dune.training import load_trained
-    from jaxhep.train import predict_with
+    from jaxhep.dune.config import DataConfig, DuneConfig
+    from jaxhep.dune.training import build, load_trained, optimizer
+    from jaxhep.train import load_best, predict_with
 
     run = Path(a.run)
     cfg = json.loads((run / "config.json").read_text())["dune"]
     data = dataset.load("direction", from_dict(DataConfig, cfg["data"]), a.data_dir)
-    model = load_trained(run / "models" / "direction_three_plane").model
+    folder = run / "models" / "direction_three_plane"
+    if (folder / "model.json").exists():
+        model = load_trained(folder).model
+    else:  # an interrupted run: its best checkpoint so far
+        dune = from_dict(DuneConfig, cfg)
+        model = build("direction", "three_plane", dune.net, dune.train.precision, dune.train.seed)
+        model = load_best(model, dune.train, folder / "ckpt", optimizer)
+    if cfg["net"]["direction"]["head"] != "axis_vector":
+        raise SystemExit(
+            f"{run}: head {cfg['net']['direction']['head']!r}; the rules combine axis_vector's parts"
+        )
     print("split | rule | mean angle | median angle | mean axis | sense right")
     for part in ("val", "test"):
         n = len(data.rows[part])

@@ -131,6 +131,16 @@ def test_resume_of_another_tasks_run_names_its_task(tmp_path, capsys):
     assert "a tracking run, not a pid one" in err and f"experiments.tracking --resume {run.path}" in err
 
 
+def test_resume_of_another_dune_tasks_run_names_its_task(tmp_path, capsys):
+    from experiments import dune
+
+    config = {"dune": {"task": "direction", "train": {}}, "argv": [], "select": "direction"}
+    run = Run.create(tmp_path, "dune", config)
+    err = _one_line_error(capsys, dune.main, ["channel", "--resume", str(run.path)])
+    assert "a direction run, not a channel one" in err
+    assert f"experiments.dune direction --resume {run.path}" in err
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [

@@ -109,7 +109,11 @@ def quick(task: str) -> DuneConfig:
 SELECT = Flag("task", "task", "what to train (or `registry`: print every run)", choices=TASKS)
 
 FLAGS = (
-    Flag("--data", "data.path", "NPZ file in the seed's layout (README: DUNE data format)"),
+    Flag(
+        "--data",
+        "data.path",
+        "NPZ file in our layout, or a folder of ml_for_pointing cluster files (README: DUNE input)",
+    ),
     Flag(
         "--network",
         "networks",
@@ -132,5 +136,15 @@ def check(cfg: DuneConfig) -> None:
 
 
 def registry_params(cfg: DuneConfig) -> dict:
-    """What the registry's `params` column shows of a finished run."""
-    return {"members": cfg.net.members}
+    """The key settings of a run, as the seed's registry kept them: ensemble, training and the
+    task's network (the registry's `params` column)."""
+    t, net = cfg.train, cfg.net
+    params = {"members": net.members, "epochs": t.epochs, "batch": t.batch_size, "lr": t.learning_rate}
+    if cfg.task == "direction":
+        d = net.direction
+        params.update(loss=net.loss, head=d.head, prior=d.prior, filters=d.base_filters, depths=d.depths)
+        params.update(dense=d.dense, dropout=d.dropout)
+    else:
+        c = net.channel if cfg.task == "channel" else net.maintrack
+        params.update(filters=c.base_filters, depth=c.depth, dense=c.dense, dropout=c.dropout)
+    return {**params, "n_events": cfg.data.n_events if cfg.data.path is None else cfg.data.path}

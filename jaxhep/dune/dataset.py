@@ -1,4 +1,5 @@
-"""The sample of one DUNE task: NPZ file (simulated on first use) -> rows -> train / val / test.
+"""The sample of one DUNE task: NPZ file (simulated on first use, or converted from a folder of
+ml_for_pointing cluster files: `pointing_files`) -> rows -> train / val / test.
 
 Tasks and what they read (`jaxhep.dune.io` key groups):
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxhep.dune import pointing_files
 from jaxhep.dune.config import TASKS, DataConfig
 from jaxhep.dune.io import CHANNEL_KEYS, DIRECTION_KEYS, MAINTRACK_KEYS, NpzSource, balanced_indices, load_npz
 from jaxhep.dune.sim.simulate import default_path, simulate_dataset
@@ -50,11 +52,14 @@ class DuneData:
 
 
 def data_path(task: str, cfg: DataConfig, data_dir: str | os.PathLike) -> Path:
-    """The task's NPZ: cfg.path, or its simulated default under data_dir (made once)."""
+    """The task's NPZ: cfg.path, the conversion of a folder of ml_for_pointing cluster files
+    (`pointing_files`, made once under data_dir), or the simulated default under data_dir (made once)."""
     if cfg.path:
         path = Path(cfg.path)
         if not path.exists():
             raise InputError(path, "no such file")
+        if path.is_dir():
+            return pointing_files.convert(task, path, data_dir)
         return path
     kind = SIM_KIND[task]
     path = default_path(data_dir, cfg.n_events, cfg.sim_seed, kind)

@@ -57,7 +57,7 @@ import optax
 from flax import nnx
 
 from jaxhep import losses
-from jaxhep.dune.models import bisector, directions, safe_unit
+from jaxhep.dune.models import bisector, directions, safe_unit, sense_along
 
 Array = jax.Array
 STRATEGIES = ("auto", "vmap", "unroll")
@@ -216,6 +216,8 @@ def direction_loss(name: str = "cosine", target_key: str = "direction", **kwargs
     pred [B, 6] (axis_vector head): the same loss of the vector pred[:, 3:] against the true
     direction, plus that of the axis pred[:, :3] against the true direction *or its opposite,
     whichever is nearer*: sign-blind, so it teaches the line even where head and tail are ambiguous.
+    pred [B, 4] (axis_sense head): that axis loss plus the BCE of the sense logit pred[:, 3] against
+    "the electron goes along the axis" (a classification, so every event teaches the sense).
     The bootstrap weights are the losses' `mask` (a weighted mean). kwargs go to the loss (gamma, alpha).
     """
     fns = {
@@ -232,10 +234,12 @@ def direction_loss(name: str = "cosine", target_key: str = "direction", **kwargs
         true = batch[target_key]
         if pred.shape[-1] == 3:
             return fn(pred, true, mask=w, **kwargs)
-        axis, vector = pred[:, :3], pred[:, 3:]
+        axis, rest = pred[:, :3], pred[:, 3:]
         along = jax.lax.stop_gradient(jnp.sum(axis * true.astype(jnp.float32), axis=-1) >= 0)
         nearer = jnp.where(along[:, None], true, -true)
-        return fn(vector, true, mask=w, **kwargs) + fn(axis, nearer, mask=w, **kwargs)
+        if pred.shape[-1] == 4:  # axis_sense: is the electron going along the axis, a logit
+            return losses.weighted_bce(rest[:, 0], along, mask=w) + fn(axis, nearer, mask=w, **kwargs)
+        return fn(rest, true, mask=w, **kwargs) + fn(axis, nearer, mask=w, **kwargs)
 
     return member_loss
 
@@ -317,24 +321,23 @@ def _angle_deg(a: Array, b: Array) -> Array:
 
 
 def combine_directions(members: Array) -> dict[str, Array]:
-    """Member outputs [M, B, 3] (vector head) or [M, B, 6] (axis_vector head) -> the ensemble's
-    direction, rows first.
+    """Member outputs [M, B, 3] (vector head), [M, B, 6] (axis_vector) or [M, B, 4] (axis_sense) ->
+    the ensemble's direction, rows first.
 
-    As one member does (`models.directions`), the ensemble takes the bisector of its vector and its
-    line: the vector is the mean of the members' unit vectors, the line the principal axis of their
-    axes (largest eigenvector of sum_m a_m a_m^T, so members that disagree on the sense still agree on
-    the line), turned to the vector's side. For the vector head a_m = v_m.
+    The line is the principal axis of the members' axes (largest eigenvector of sum_m a_m a_m^T, so
+    members that disagree on the sense still agree on the line; for the vector head a_m = v_m),
+    oriented as one member orients its axis (`models.directions`, `oriented`): by the bisector with
+    the members' mean vector, or by their mean sense probability.
 
     direction [B, 3]; sense_agreement [B]: fraction of members whose own direction lies on the side
     of `direction`; spread_deg [B]: RMS angle of the members' own directions to `direction`;
     members [B, M, 3]: those directions.
     """
     axes = safe_unit(members[..., :3])
-    vectors = safe_unit(members[..., 3:]) if members.shape[-1] == 6 else axes
     own = directions(members)
     _, eigenvectors = jnp.linalg.eigh(jnp.einsum("mbi,mbj->bij", axes, axes))
     line = eigenvectors[..., -1]  # eigh sorts eigenvalues ascending
-    direction = bisector(safe_unit(vectors.mean(axis=0)), line)
+    direction = oriented(members, line)
     spread = jnp.sqrt(jnp.mean(_angle_deg(own, direction[None]) ** 2, axis=0))
     return {
         "direction": direction,
@@ -342,6 +345,16 @@ def combine_directions(members: Array) -> dict[str, Array]:
         "spread_deg": spread,
         "members": jnp.swapaxes(own, 0, 1),
     }
+
+
+def oriented(members: Array, line: Array) -> Array:
+    """The ensemble's direction [B, 3] on its `line` [B, 3] (unit): the bisector of the line and the
+    members' mean vector (vector, axis_vector heads), or the line turned to the side the members'
+    mean sense probability favours (axis_sense head: `models.sense_along`)."""
+    if members.shape[-1] == 4:
+        return jnp.where(sense_along(members, line)[:, None] >= 0.5, line, -line)
+    vectors = safe_unit(members[..., 3:] if members.shape[-1] == 6 else members)
+    return bisector(safe_unit(vectors.mean(axis=0)), line)
 
 
 def combine_logits(members: Array) -> dict[str, Array]:

@@ -6,14 +6,15 @@ from __future__ import annotations
 import argparse
 import time
 
+from jaxhep.config import from_dict
 from jaxhep.dune import dataset, evaluate
-from jaxhep.dune.config import NETWORKS, DuneConfig
+from jaxhep.dune.config import NETWORKS, DuneConfig, registry_params
 from jaxhep.dune.dataset import DuneData
 from jaxhep.dune.report import markdown, write_plots
 from jaxhep.dune.training import train_model
 from jaxhep.runs import Run, format_registry, load_registry
 
-REGISTRY_COLUMNS = ("run_id", "status", "time", "elapsed_s", "params", "summary")
+REGISTRY_COLUMNS = ("run_id", "task", "network", "status", "time", "elapsed_s", "params", "summary")
 
 
 def load_data(cfg: DuneConfig, runtime) -> DuneData:
@@ -72,7 +73,24 @@ def _summary(task: str, results: dict) -> dict:
 
 def registry(args: argparse.Namespace) -> str:
     """`python -m experiments.dune registry`: every DUNE run and search trial of `args.workdir`
-    as a table (printed and returned)."""
-    table = format_registry(load_registry(args.workdir, task="dune"), REGISTRY_COLUMNS)
+    as a table (printed and returned): its task, network(s) and key settings, status and result."""
+    table = format_registry(
+        [registry_row(e) for e in load_registry(args.workdir, task="dune")], REGISTRY_COLUMNS
+    )
     print(table)
     return table
+
+
+def registry_row(entry: dict) -> dict:
+    """A registry entry with the `task`, `network` and `params` columns filled from its config:
+    a run's (config.json's "dune"), read for every status, or a search trial's (its task, network
+    and the trial's sampled settings)."""
+    config = entry.get("config") or {}
+    if "dune" not in config:  # a search trial: {"task", "network", "search_epochs"} + its params
+        return {**entry, "task": config.get("task", ""), "network": config.get("network", "")}
+    try:
+        cfg = from_dict(DuneConfig, config["dune"])
+    except (TypeError, ValueError, AttributeError, KeyError):  # a run of an older config: as recorded
+        return {**entry, "task": config["dune"].get("task", "")}
+    networks = ", ".join(cfg.networks or NETWORKS[cfg.task])
+    return {**entry, "task": cfg.task, "network": networks, "params": registry_params(cfg)}

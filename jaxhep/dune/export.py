@@ -39,9 +39,10 @@ from flax import nnx
 
 from jaxhep.config import from_dict
 from jaxhep.dune import ensemble as ens
+from jaxhep.dune import moments
 from jaxhep.dune.api import available_networks, load_predictor
 from jaxhep.dune.config import NetConfig
-from jaxhep.dune.models import bisector, directions, safe_unit
+from jaxhep.dune.models import directions, safe_unit
 from jaxhep.dune.training import build
 from jaxhep.errors import InputError
 from jaxhep.export import Input, OnnxGraph, float32_twin
@@ -88,24 +89,12 @@ def flax_as_written():
 
 
 def principal_axis(scatter: jax.Array, squarings: int = SQUARINGS) -> jax.Array:
-    """Unit eigenvector [..., 3] of the largest eigenvalue of symmetric PSD matrices [..., 3, 3].
-
-    P <- P P / trace(P P), `squarings` times, is power iteration to the power 2^squarings: the
-    other eigenvalues' share falls as (lambda_2 / lambda_1)^(2^k), so P tends to v v^T; v is the
-    column with the largest diagonal entry, normalised. 16 squarings bring (1 - g)^65536 below
-    float32's 1e-7 for a relative eigenvalue gap g > 2.5e-4 (below ~1e-3 float32 eigh's own line
-    moves by more than 1e-5); each squaring costs conversion time. The sign is arbitrary (as
-    eigh's): the line's users (`bisector`) turn it to the vector's side.
-    """
-
-    def normalised(p):
-        return p / jnp.trace(p, axis1=-2, axis2=-1)[..., None, None]
-
-    p = normalised(scatter.astype(jnp.float32))
-    for _ in range(squarings):
-        p = normalised(p @ p)
-    best = jnp.argmax(jnp.diagonal(p, axis1=-2, axis2=-1), axis=-1)
-    return safe_unit(jnp.take_along_axis(p, best[..., None, None], axis=-1)[..., 0])
+    """Unit eigenvector [..., 3] of the largest eigenvalue of symmetric PSD matrices [..., 3, 3]
+    (`moments.largest_eigenvector`, float32). 16 squarings bring (1 - g)^65536 below float32's 1e-7
+    for a relative eigenvalue gap g > 2.5e-4 (below ~1e-3 float32 eigh's own line moves by more
+    than 1e-5); each squaring costs conversion time. The sign is arbitrary (as eigh's): the line's
+    users (`ens.oriented`) turn it."""
+    return moments.largest_eigenvector(scatter.astype(jnp.float32), squarings)
 
 
 def _angle_rad(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -114,13 +103,12 @@ def _angle_rad(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def combine_directions(members: jax.Array) -> tuple[jax.Array, ...]:
-    """`ensemble.combine_directions` with the line from `principal_axis`: member outputs [M, N, 3 | 6]
+    """`ensemble.combine_directions` with the line from `principal_axis`: member outputs [M, N, 3 | 4 | 6]
     -> (direction [N, 3], members [N, M, 3], sense_agreement [N], spread_rad [N])."""
     axes = safe_unit(members[..., :3])
-    vectors = safe_unit(members[..., 3:]) if members.shape[-1] == 6 else axes
     own = directions(members)
     line = principal_axis(jnp.einsum("mbi,mbj->bij", axes, axes))
-    direction = bisector(safe_unit(vectors.mean(axis=0)), line)
+    direction = ens.oriented(members, line)
     spread = jnp.sqrt(jnp.mean(_angle_rad(own, direction[None]) ** 2, axis=0))
     agree = jnp.mean((jnp.einsum("mbi,bi->mb", own, direction) > 0).astype(jnp.float32), axis=0)
     return direction, jnp.swapaxes(own, 0, 1), agree, spread

@@ -15,10 +15,16 @@ Networks (all built from the same two blocks, `ConvBranch` and `MLPHead`):
   Direction heads (`DirectionConfig.head`; `directions(out)` turns either into unit directions [B, 3]):
   "axis_vector" (default) -> [B, 6]: a unit axis a [:3] and a unit direction vector v [3:]; the
   electron's direction is the bisector of v and the axis turned to v's side, (v + sign(v . a) a) / |.|.
-  "vector" (the seed's) -> the unit vector [B, 3]. Why two parts: a direction loss is blind to the
+  "vector" (the seed's) -> the unit vector [B, 3]. "axis_sense" -> [B, 4]: the unit axis and a
+  logit that the electron goes along it (trained by BCE). Why two parts: a direction loss is blind to the
   axis whenever head and tail are ambiguous (averaged over the two senses it is constant), so a lone
   vector learns the line slowly; the axis, trained on a sign-blind loss, learns it from every event,
   while the vector learns which way the electron goes (BUILD_NOTES, "Axis and sense").
+
+With `DirectionConfig.prior = "moments"` the network starts from the classical fit of the images
+(`jaxhep.dune.moments`, computed inside the graph): the fit's axis, the planes' elongations, charge
+profiles along the axis and start-segment axes join the features, and the axis output is the fit's
+(or, with the axis_sense head, the sense-weighted start segments') plus a correction that starts at 0.
 
 A branch stage is Conv(k x k) -> BatchNorm -> ReLU -> [SpatialAttention] -> MaxPool(2); the pool
 halves an axis only while it stays >= 2 pixels (16 channels allow 3 halvings, 128 ticks 6). The branch
@@ -46,6 +52,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxhep.conv import Conv, lecun_init
+from jaxhep.dune import moments
+from jaxhep.dune.sim import geometry
 
 Array = jax.Array
 
@@ -88,7 +96,17 @@ class DirectionConfig:
     attention_kernel: int = 7  # conv over the [avg, max] maps; 1 = the seed's 1x1 conv
     dense: tuple[int, ...] = (512, 512)
     dropout: float = 0.3
-    head: str = "axis_vector"  # axis_vector: [B, 6] axis + direction vector | vector: [B, 3] (the seed's)
+    # axis_vector: [B, 6] axis + direction vector | vector: [B, 3] (the seed's) | axis_sense: [B, 4]
+    # axis + sense logit (the direction is the axis turned by the sense; trained by BCE)
+    head: str = "axis_vector"
+    # "moments": start from the classical fit (`jaxhep.dune.moments`): its axis and the planes'
+    # elongations join the features, and the axis output is the fit's axis plus a learnt correction
+    # (zero at initialisation). "none": the images alone.
+    prior: str = "none"
+    profile_bins: int = 0  # with the moments prior: each plane's charge profile along the fit (0 = none)
+    # With the moments prior: the axes of the track's first start_mm from either end (0 = none);
+    # with the axis_sense head the axis starts from them, weighted by the sense probability.
+    start_mm: float = 0.0
 
     def branch(self, plane: str) -> BranchSpec:
         i = PLANES.index(plane)
@@ -134,7 +152,8 @@ CHANNEL_TAGGING = ClassifierConfig(input_key="volume_x")
 MAIN_TRACK = ClassifierConfig(input_key="mt_images", depth=3, dense=(128,))
 
 
-HEADS = {"axis_vector": 6, "vector": 3}  # direction head -> output width
+HEADS = {"axis_vector": 6, "vector": 3, "axis_sense": 4}  # direction head -> output width
+PRIORS = ("none", "moments")
 
 
 def safe_unit(v: Array, eps: float = 1e-12) -> Array:
@@ -144,11 +163,23 @@ def safe_unit(v: Array, eps: float = 1e-12) -> Array:
 
 
 def directions(out: Array) -> Array:
-    """Unit directions [..., 3] from a direction model's output: [..., 3] (vector head) or [..., 6]
-    (axis_vector head: the bisector of the vector [3:] and the axis [:3] turned to the vector's side)."""
+    """Unit directions [..., 3] from a direction model's output: [..., 3] (vector head), [..., 6]
+    (axis_vector head: the bisector of the vector [3:] and the axis [:3] turned to the vector's side)
+    or [..., 4] (axis_sense head: the axis [:3], turned where the sense logit [3] is negative)."""
     if out.shape[-1] == 3:
         return safe_unit(out)
-    return bisector(safe_unit(out[..., 3:]), safe_unit(out[..., :3]))
+    axis = safe_unit(out[..., :3])
+    if out.shape[-1] == 4:
+        return jnp.where(out[..., 3:] < 0, -axis, axis)
+    return bisector(safe_unit(out[..., 3:]), axis)
+
+
+def sense_along(members: Array, line: Array) -> Array:
+    """P(the electron goes along `line` [B, 3]) [B]: the mean over axis_sense members [M, B, 4] of
+    each one's sense probability, sigmoid(logit), taken as said of its own axis and turned to the line."""
+    p = jax.nn.sigmoid(members[..., 3].astype(jnp.float32))
+    along = jnp.einsum("mbi,bi->mb", members[..., :3], line) >= 0
+    return jnp.mean(jnp.where(along, p, 1.0 - p), axis=0)
 
 
 def bisector(vector: Array, axis: Array) -> Array:
@@ -264,21 +295,74 @@ class DirectionCNN(nnx.Module):
             raise ValueError(f"planes must be a non-empty subset of {PLANES}, got {planes}")
         if cfg.head not in HEADS:
             raise ValueError(f"unknown direction head {cfg.head!r} ({', '.join(HEADS)})")
-        self.planes = tuple(planes)
+        if cfg.prior not in PRIORS:
+            raise ValueError(f"unknown direction prior {cfg.prior!r} ({', '.join(PRIORS)})")
+        if cfg.prior == "moments" and cfg.head == "vector":
+            raise ValueError(
+                "the moments prior corrects an axis: it needs head='axis_vector' or 'axis_sense'"
+            )
+        self.planes, self.prior = tuple(planes), cfg.prior
         self.branches = nnx.List([ConvBranch(cfg.branch(p), 1, dtype, rngs=rngs) for p in self.planes])
         n_features = sum(b.out_features for b in self.branches)
+        if cfg.profile_bins and self.prior != "moments":
+            raise ValueError("profile_bins are charge profiles along the fit: they need prior='moments'")
+        if cfg.start_mm and (self.prior != "moments" or planes != PLANES):
+            raise ValueError("start_mm are start-segment fits of the three planes: they need prior='moments'")
+        self.profile_bins, self.start_mm = cfg.profile_bins, cfg.start_mm
+        if self.prior == "moments":  # the fit's axis, each plane's elongation and profile, start axes
+            n_features += 3 + len(self.planes) * (1 + self.profile_bins) + (6 if self.start_mm else 0)
         self.head = MLPHead(n_features, cfg.dense, HEADS[cfg.head], cfg.dropout, dtype, rngs=rngs)
+        if self.prior == "moments":  # the correction to the fit's axis starts at zero
+            out = self.head.out
+            out.kernel[...] = out.kernel[...].at[:, :3].set(0.0)
+            out.bias[...] = out.bias[...].at[:3].set(0.0)
+
+    def fit(self, batch: dict) -> tuple[Array, Array, Array | None]:
+        """The classical fit of the planes used: (axis [B, 3] float32, unit, turned to x >= 0 so that
+        one line has one sign; features [B, n_planes * (1 + profile_bins)]: each plane's elongation,
+        then its charge profile along the axis; with start_mm the start-segment axes [B, 2, 3] if the
+        electron goes along the axis and against it, each turned to the axis's side, else None).
+        No gradient flows into the images."""
+        images = {PLANE_KEYS[p]: jax.lax.stop_gradient(batch[PLANE_KEYS[p]]) for p in self.planes}
+        axis = moments.principal_axes(images)
+        axis = jnp.where(axis[:, :1] < 0, -axis, axis)
+        planes = [geometry.PLANES[PLANES.index(p)] for p in self.planes]
+        features = [moments.plane_lines(images[PLANE_KEYS[p.name.lower()]], p)[1][:, None] for p in planes]
+        if self.profile_bins:
+            features += [
+                moments.charge_profiles(images[PLANE_KEYS[p.name.lower()]], p, axis, self.profile_bins)
+                for p in planes
+            ]
+        starts = None
+        if self.start_mm:
+            ends = [moments.start_axes(images, sense * axis, self.start_mm) for sense in (1.0, -1.0)]
+            starts = jnp.stack([jnp.where(jnp.sum(e * axis, -1, keepdims=True) < 0, -e, e) for e in ends], 1)
+        return axis, jnp.concatenate(features, axis=-1), starts
 
     def raw(self, batch: dict, rngs: nnx.Rngs | None = None) -> Array:
-        """The head's output before normalisation, [B, 6] or [B, 3] float32."""
+        """The head's output before normalisation, [B, 6], [B, 4] or [B, 3] float32; with the moments
+        prior the axis part [:, :3] is the fit's axis (or the sense-weighted start axes) plus the
+        head's correction."""
         feats = [branch(batch[PLANE_KEYS[p]]) for p, branch in zip(self.planes, self.branches)]
-        return self.head(jnp.concatenate(feats, axis=-1), rngs=rngs)
+        if self.prior == "none":
+            return self.head(jnp.concatenate(feats, axis=-1), rngs=rngs)
+        axis, fitted, starts = self.fit(batch)
+        extra = [axis, fitted] if starts is None else [axis, fitted, starts.reshape(-1, 6)]
+        dtype = feats[0].dtype
+        out = self.head(jnp.concatenate([*feats, *(e.astype(dtype) for e in extra)], -1), rngs=rngs)
+        if starts is not None and out.shape[-1] == 4:
+            # axis_sense: the start segment at the end the sense picks (p: along the axis). A wrong
+            # sense costs the axis too, so the sign-blind axis loss also teaches the sense.
+            p = jax.nn.sigmoid(out[:, 3:])
+            axis = p * starts[:, 0] + (1.0 - p) * starts[:, 1]
+        return jnp.concatenate([axis + out[:, :3], out[:, 3:]], axis=-1)
 
     def __call__(self, batch: dict, rngs: nnx.Rngs | None = None) -> Array:
         raw = self.raw(batch, rngs)
         if raw.shape[-1] == 3:
             return safe_unit(raw)
-        return jnp.concatenate([safe_unit(raw[:, :3]), safe_unit(raw[:, 3:])], axis=-1)
+        rest = raw[:, 3:] if raw.shape[-1] == 4 else safe_unit(raw[:, 3:])  # a logit stays as it is
+        return jnp.concatenate([safe_unit(raw[:, :3]), rest], axis=-1)
 
 
 class ThreePlaneCNN(DirectionCNN):

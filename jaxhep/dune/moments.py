@@ -1,4 +1,4 @@
-"""A classical baseline for the electron's axis: principal axes of the three cluster images.
+"""A classical fit of the electron's axis: principal axes of the three cluster images.
 
 No learning. In each plane the charge-weighted covariance of the pixels, in mm (drift: 0.8 mm per
 tick; across the wires: the plane's pitch), gives the track's projected line; a 3-D axis d projects
@@ -7,52 +7,173 @@ onto plane p as (d_x, d . pitch_p), so that line says n_p . d = 0 with
     n_p = (w_p, -x_p pitch_p)          (x_p, w_p): the projected line's unit direction.
 
 The axis is the vector most nearly orthogonal to the three n_p (weighted by how elongated each
-projection is: a round blob says little), i.e. the smallest right singular vector of [n_U; n_V; n_X].
-With the X plane alone, d_y is unseen: the axis is taken in the x-z plane (d_y = 0).
+projection is: a round blob says little): the eigenvector of A = sum_p e_p^2 n_p n_p^T with the
+smallest eigenvalue. With the X plane alone, d_y is unseen: the axis is taken in the x-z plane.
 
-No sense (head vs tail) either way: compare with `metrics.axis_error_deg`. A network has to beat
-this to have learnt anything beyond the images' second moments (BUILD_NOTES, "Axis and sense").
+No sense (head vs tail) either way: compare with `metrics.axis_error_deg`. The same functions run in
+NumPy (the report's baseline) and in JAX inside a network (`DirectionConfig.prior = "moments"`:
+the network starts from this fit), so the eigenvector comes from matrix products, which jit, autodiff
+and ONNX all carry, not from an SVD (`smallest_eigenvector`).
 """
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jaxhep.dune.images import adc_of
+from jaxhep.dune.images import ADC_SATURATION
 from jaxhep.dune.sim import geometry
 
+SQUARINGS = 10  # B^(2^10): the eigenvalue ratio of B, <= 1, to the 1024th power (see smallest_eigenvector)
 
-def plane_lines(images: np.ndarray, plane: geometry.WirePlane) -> tuple[np.ndarray, np.ndarray]:
-    """Projected lines of cluster images [N, T, C] (log-normalised) on `plane`.
 
-    Returns (normals [N, 3], elongation [N] in [0, 1]: 0 a round blob or an empty image, 1 a line).
-    """
-    adc = np.where(images > 0, adc_of(images), 0.0)
-    t = (np.arange(images.shape[1]) + 0.5) * geometry.TICK_MM
-    c = (np.arange(images.shape[2]) + 0.5) * plane.pitch_mm
+def _xp(a):
+    """The array module of `a`: jax.numpy for JAX arrays and tracers, NumPy otherwise."""
+    return jnp if isinstance(a, jax.Array) else np
+
+
+def pixels(images, plane: geometry.WirePlane):
+    """(adc [N, T, C], t [T], c [C]) of cluster images [N, T, C] (log-normalised) on `plane`: the
+    charge (`images.adc_of`) and the pixel centres in mm from the image centre (float32 moments of
+    100 mm offsets would lose the variance). NumPy float64 for NumPy input, JAX float32 for JAX."""
+    xp = _xp(images)
+    images = xp.asarray(images, xp.float32 if xp is jnp else xp.float64)
+    adc = xp.where(images > 0, xp.expm1(images * np.log1p(ADC_SATURATION)), 0.0)
+    t = (xp.arange(images.shape[1]) + 0.5 - images.shape[1] / 2) * geometry.TICK_MM
+    c = (xp.arange(images.shape[2]) + 0.5 - images.shape[2] / 2) * plane.pitch_mm
+    return adc, t, c
+
+
+def lines(adc, t, c, plane: geometry.WirePlane):
+    """The charge-weighted line of `adc` [N, T, C] at pixel centres t [T], c [C] (mm) on `plane`:
+    (normals [N, 3], elongation [N] in [0, 1]: 0 a round blob or no charge, 1 a line)."""
+    xp = _xp(adc)
     total = adc.sum((1, 2))
-    safe = np.where(total > 0, total, 1.0)
+    safe = xp.where(total > 0, total, 1.0)
     rows, cols = adc.sum(2), adc.sum(1)  # [N, T], [N, C]
     mx, mw = rows @ t / safe, cols @ c / safe
     cxx = rows @ t**2 / safe - mx**2
     cww = cols @ c**2 / safe - mw**2
-    cxw = np.einsum("ntc,t,c->n", adc, t, c) / safe - mx * mw
-    angle = 0.5 * np.arctan2(2 * cxw, cxx - cww)  # major axis in the (x, w) plane
-    spread = np.hypot(cxx - cww, 2 * cxw)
+    cxw = xp.einsum("ntc,t,c->n", adc, t, c) / safe - mx * mw
+    angle = 0.5 * xp.arctan2(2 * cxw, cxx - cww)  # major axis in the (x, w) plane
+    spread = xp.sqrt((cxx - cww) ** 2 + (2 * cxw) ** 2)
     trace = cxx + cww
-    elongation = np.where((total > 0) & (trace > 0), spread / np.where(trace > 0, trace, 1.0), 0.0)
-    x_p, w_p = np.cos(angle), np.sin(angle)
-    normals = w_p[:, None] * np.array([1.0, 0.0, 0.0]) - x_p[:, None] * plane.pitch_direction[None, :]
+    elongation = xp.where((total > 0) & (trace > 0), spread / xp.where(trace > 0, trace, 1.0), 0.0)
+    x_p, w_p = xp.cos(angle), xp.sin(angle)
+    normals = w_p[:, None] * xp.asarray([1.0, 0.0, 0.0]) - x_p[:, None] * xp.asarray(plane.pitch_direction)
     return normals, elongation
 
 
-def principal_axes(images: dict[str, np.ndarray]) -> np.ndarray:
-    """Axes [N, 3] (unit, sign arbitrary) from {images_u, images_v, images_x} [N, 128, 16] (all three
-    planes) or {images_x} alone."""
+def plane_lines(images, plane: geometry.WirePlane):
+    """Projected lines of cluster images [N, T, C] (log-normalised) on `plane`: (normals [N, 3],
+    elongation [N]) as `lines`."""
+    return lines(*pixels(images, plane), plane)
+
+
+def along_axis(adc, t, c, plane: geometry.WirePlane, axis):
+    """[N, T, C]: each pixel's distance (mm) from the charge centroid along the projection of the
+    3-D `axis` [N, 3] on `plane`, (a_x, a . pitch_p) normalised."""
+    xp = _xp(adc)
+    total = adc.sum((1, 2))
+    safe = xp.where(total > 0, total, 1.0)
+    mx, mw = adc.sum(2) @ t / safe, adc.sum(1) @ c / safe
+    px, pw = axis[:, 0], axis @ xp.asarray(plane.pitch_direction, axis.dtype)
+    norm = xp.sqrt(xp.maximum(px**2 + pw**2, 1e-12))
+    dt, dc = t[None, :] - mx[:, None], c[None, :] - mw[:, None]  # [N, T], [N, C]
+    return dt[:, :, None] * (px / norm)[:, None, None] + dc[:, None, :] * (pw / norm)[:, None, None]
+
+
+def line_axis(normals, elongations):
+    """The 3-D axis [N, 3] most nearly orthogonal to the planes' normals (each [N, 3]), weighted by
+    their elongations (each [N])."""
+    xp = _xp(normals[0])
+    weighted = xp.stack([n * e[:, None] for n, e in zip(normals, elongations)], axis=1)  # [N, planes, 3]
+    return smallest_eigenvector(xp.einsum("npi,npj->nij", weighted, weighted))
+
+
+def largest_eigenvector(scatter, squarings: int = SQUARINGS):
+    """Unit eigenvector [..., 3] (sign arbitrary) of the largest eigenvalue of symmetric PSD [..., 3, 3].
+
+    P <- P P / trace(P P), `squarings` times, is power iteration to the power 2^squarings: the other
+    eigenvalues' share falls as (lambda_2 / lambda_1)^(2^k), so P tends to v v^T; v is the column
+    with the largest diagonal entry, normalised. Matrix products only: the same in NumPy and JAX,
+    differentiable, and exportable to ONNX (jax2onnx lowers `eigh` only for one unbatched 1x1 or 2x2
+    matrix).
+    """
+    xp = _xp(scatter)
+
+    def normalised(p):
+        return p / xp.trace(p, axis1=-2, axis2=-1)[..., None, None]
+
+    p = normalised(scatter)
+    for _ in range(squarings):
+        p = normalised(p @ p)
+    best = xp.argmax(xp.diagonal(p, axis1=-2, axis2=-1), axis=-1)
+    u = xp.take_along_axis(p, best[..., None, None], axis=-1)[..., 0]
+    return u / xp.sqrt(xp.maximum(xp.sum(u * u, axis=-1, keepdims=True), 1e-30))
+
+
+def smallest_eigenvector(a):
+    """Unit eigenvector [N, 3] (sign arbitrary) of the smallest eigenvalue of symmetric PSD a [N, 3, 3]:
+    the largest of tr(a) I - a, which has a's eigenvectors with eigenvalues tr - lambda. Where the two
+    smallest eigenvalues are equal the axis is undetermined, as with an SVD."""
+    xp = _xp(a)
+    eye = xp.eye(3, dtype=a.dtype)
+    return largest_eigenvector(xp.trace(a, axis1=1, axis2=2)[:, None, None] * eye - a + 1e-12 * eye)
+
+
+def principal_axes(images: dict):
+    """Axes [N, 3] (unit, sign arbitrary) from {images_u, images_v, images_x} [N, 128, W] (all three
+    planes) or {images_x} alone; NumPy or JAX as the images."""
     if set(images) >= {"images_u", "images_v", "images_x"}:
-        lines = [plane_lines(np.asarray(images[f"images_{p.name.lower()}"]), p) for p in geometry.PLANES]
-        stacked = np.stack([n * e[:, None] for n, e in lines], axis=1)  # [N, 3 planes, 3]
-        return np.linalg.svd(stacked)[2][:, -1]
-    normal, _ = plane_lines(np.asarray(images["images_x"]), geometry.X)
-    axis = np.cross(normal, np.array([0.0, 1.0, 0.0]))  # in the x-z plane, orthogonal to n_X
-    return axis / np.maximum(np.linalg.norm(axis, axis=1, keepdims=True), 1e-12)
+        fitted = [plane_lines(images[f"images_{p.name.lower()}"], p) for p in geometry.PLANES]
+        return line_axis(*zip(*fitted))
+    normal, _ = plane_lines(images["images_x"], geometry.X)
+    xp = _xp(normal)
+    axis = xp.cross(normal, xp.asarray([0.0, 1.0, 0.0]))  # in the x-z plane, orthogonal to n_X
+    return axis / xp.maximum(xp.linalg.norm(axis, axis=1, keepdims=True), 1e-12)
+
+
+def start_axes(images: dict, axis, length_mm: float = 25.0):
+    """The axis [N, 3] of the track's first `length_mm` if it starts at its back end along `axis`
+    [N, 3] (the end it leaves from when it goes along `axis`; pass -axis for the other end).
+
+    Why: multiple scattering bends a 10 MeV electron by tens of degrees over its range, so the
+    whole track's principal axis is ~36 deg off its initial direction; the first 1.5-3 cm keep
+    20-25 deg (`jaxhep.dune.sim.floor`). In each plane, the pixels within length_mm (along the
+    projected axis) of the furthest-back charged pixel get a line of their own; the planes' lines
+    give the 3-D axis as in `principal_axes`. Three planes ({images_u, images_v, images_x}).
+    """
+    normals, elongations = [], []
+    for plane in geometry.PLANES:
+        adc, t, c = pixels(images[f"images_{plane.name.lower()}"], plane)
+        xp = _xp(adc)
+        s = along_axis(adc, t, c, plane, axis)
+        back = xp.min(xp.where(adc > 0, s, xp.inf), axis=(1, 2))  # [N]; inf for an empty image
+        near = s <= (back + length_mm)[:, None, None]
+        n, e = lines(xp.where(near, adc, 0.0), t, c, plane)
+        normals.append(n)
+        elongations.append(e)
+    return line_axis(normals, elongations)
+
+
+def charge_profiles(images, plane: geometry.WirePlane, axis, bins: int = 16, half_length_mm: float = 40.0):
+    """Charge along the axis in one plane: [N, bins], each row summing to <= 1.
+
+    images [N, T, C] (log-normalised); axis [N, 3], the 3-D line whose projection on `plane`,
+    (a_x, a . pitch_p), orients the profile: bin 0 lies at -half_length_mm from the charge centroid
+    along it, the last at +half_length_mm. Triangular bins (each pixel shared between its two
+    nearest), so the profile is smooth in the axis and the same in NumPy and JAX. Why: a stopping
+    electron deposits more at its end and scatters more there, and its brems photons convert ahead of
+    it; a profile oriented by the fit says on which side, which global pooling of a CNN loses.
+    """
+    adc, t, c = pixels(images, plane)
+    xp = _xp(adc)
+    total = adc.sum((1, 2))
+    safe = xp.where(total > 0, total, 1.0)
+    s = along_axis(adc, t, c, plane, axis)  # [N, T, C]: mm along the projected axis
+    width = 2 * half_length_mm / (bins - 1)
+    centres = -half_length_mm + width * xp.arange(bins)
+    share = xp.maximum(0.0, 1.0 - xp.abs(s[..., None] - centres) / width)  # [N, T, C, bins]
+    return xp.einsum("ntc,ntcb->nb", adc, share) / safe[:, None]

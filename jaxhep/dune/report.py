@@ -73,6 +73,17 @@ def _vs_energy(results: dict, name: str, run: Run, xlabel: str) -> None:
     )
 
 
+def _direction_setup(cfg: DuneConfig) -> str:
+    """The direction network's head, loss and prior, for the report's header."""
+    d = cfg.net.direction
+    prior = (
+        ""
+        if d.prior == "none"
+        else f", prior {d.prior} (profile bins {d.profile_bins}, start {d.start_mm:g} mm)"
+    )
+    return f", head {d.head}, loss {cfg.net.loss}{prior}"
+
+
 def markdown(
     cfg: DuneConfig, results: dict, baseline: dict | None, data: DuneData, devices: str, seconds: float
 ) -> str:
@@ -84,7 +95,7 @@ def markdown(
         "",
         f"- data: {data.source.path} (train / val / test {n['train']} / {n['val']} / {n['test']})",
         f"- ensemble: {cfg.net.members} member(s), bootstrap {cfg.net.bootstrap}"
-        + (f", head {cfg.net.direction.head}, loss {cfg.net.loss}" if cfg.task == "direction" else ""),
+        + (_direction_setup(cfg) if cfg.task == "direction" else ""),
         f"- devices: {devices}; wall time {seconds:.0f} s",
         "",
     ]

@@ -12,6 +12,7 @@ import pytest
 from flax import nnx
 
 from jaxhep.dune import ensemble as ens
+from jaxhep.dune import models
 from jaxhep.dune.models import DirectionConfig, SinglePlaneCNN
 from jaxhep.mesh import make_mesh, shard_batch
 from jaxhep.train import TrainConfig, Trainer
@@ -202,6 +203,17 @@ def test_combining_members():
     voted = combine(split)
     np.testing.assert_allclose(voted["direction"][0], -up, atol=1e-6)
     np.testing.assert_allclose(voted["sense_agreement"][0], 2 / 3, atol=1e-6)
+    # axis_sense head: [M, B, 4]. Member 0: axis +z, 88 % along it; member 1: axis -z, 73 % along
+    # it, i.e. 27 % along +z. Mean P(+z) = 0.575: the ensemble goes +z; members' own: +z and -z.
+    sensed = jnp.array([[[0.0, 0.0, 1.0, 2.0]], [[0.0, 0.0, -1.0, 1.0]]])
+    p_up = (1 / (1 + np.exp(-2.0)) + 1 - 1 / (1 + np.exp(-1.0))) / 2
+    line = jnp.array([[0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(models.sense_along(sensed, line), [p_up], rtol=1e-6)
+    np.testing.assert_allclose(models.sense_along(sensed, -line), [1 - p_up], rtol=1e-6)
+    voted = combine(sensed)
+    np.testing.assert_allclose(voted["direction"][0], up, atol=1e-6)
+    np.testing.assert_allclose(voted["members"][0], [up, -up], atol=1e-6)
+    np.testing.assert_allclose(voted["sense_agreement"][0], 0.5)
     probs = jax.jit(ens.combine_logits)(jnp.array([[0.0, 2.0], [0.0, -2.0]]))  # [M=2, B=2]
     np.testing.assert_allclose(probs["prob"], [0.5, 0.5], atol=1e-6)
     np.testing.assert_allclose(probs["logit"], [0.0, 0.0], atol=1e-5)
@@ -243,6 +255,12 @@ def test_member_loss_factories():
     # row 1's axis 60 degrees off the line: + (pi/3) / 4
     tilted6 = pred6.at[1, :3].set(jnp.array([0.0, np.sin(np.pi / 3), -np.cos(np.pi / 3)]))
     np.testing.assert_allclose(both(tilted6, down, w) - both(pred6, down, w), np.pi / 12, rtol=1e-5)
+    # axis_sense head [B, 4]: the axis part as above, plus the BCE of the sense logit against "the
+    # electron goes along the axis": row 0 goes against +z (label 0, logit 2), row 1 along -z (label 1,
+    # logit 2): (3 * softplus(2) + softplus(-2)) / 4.
+    pred4 = jnp.array([[0.0, 0.0, 1.0, 2.0], [0.0, 0.0, -1.0, 2.0]])
+    want = (3 * np.log1p(np.exp(2.0)) + np.log1p(np.exp(-2.0))) / 4
+    np.testing.assert_allclose(both(pred4, down, w), want, rtol=1e-6)
     with pytest.raises(ValueError, match="direction loss"):
         ens.direction_loss("mse")
     assert dataclasses.is_dataclass(MEMBER)

@@ -179,7 +179,7 @@ def test_a_runs_config_json_given_back_gives_the_same_config(dirs, maintrack_run
         assert again.config["dune"] == json.loads(first.read_text())["dune"]
 
 
-def test_search_resumes_and_every_trial_is_in_the_registry(dirs, capsys):
+def test_search_resumes_and_every_trial_is_in_the_registry(dirs, maintrack_run, capsys):
     args = ["maintrack", *TINY, "--set", "net.maintrack.depth=1", "--set", "data.n_events=150", *dirs]
     first = dune_experiment.main([*args, "--search", "1"])
     assert len(first.trials) == 1
@@ -189,6 +189,10 @@ def test_search_resumes_and_every_trial_is_in_the_registry(dirs, capsys):
     table = dune_experiment.main(["registry", *dirs])
     assert table.count("dune-maintrack-classifier-t") == 2
     assert "learning_rate=" in table and "done" in table
+    # A run's row: its task, network and key settings, as the seed's registry kept them.
+    row = next(line for line in table.splitlines() if maintrack_run.run_id in line)
+    assert "| maintrack | classifier | done |" in row
+    assert "members=1, epochs=1" in row and "depth=2" in row
 
 
 def test_missing_file_and_unknown_network_are_one_clear_message(dirs, tmp_path, capsys):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxhep.dune import models
+from jaxhep.dune import models, moments
 from jaxhep.dune.models import (
     ClassifierConfig,
     ClusterClassifier,
@@ -22,6 +22,7 @@ from jaxhep.dune.models import (
     ThreePlaneCNN,
     safe_unit,
 )
+from tests.dune.painted import kinked_track_images
 
 B = 4
 
@@ -104,7 +105,13 @@ def _run(model, batch, key, check_eval: bool = True):
 
 
 @pytest.mark.parametrize(
-    "dtype, head", [("float32", "axis_vector"), ("float32", "vector"), ("bfloat16", "axis_vector")]
+    "dtype, head",
+    [
+        ("float32", "axis_vector"),
+        ("float32", "vector"),
+        ("float32", "axis_sense"),
+        ("bfloat16", "axis_vector"),
+    ],
 )
 @pytest.mark.parametrize("cls", [ThreePlaneCNN, SinglePlaneCNN])
 def test_direction_models_give_unit_vectors(batch, cls, dtype, head):
@@ -127,7 +134,52 @@ def test_direction_models_give_unit_vectors(batch, cls, dtype, head):
         d = jax.jit(models.directions)(y)
         chex.assert_shape(d, (B, 3))
         np.testing.assert_allclose(_norms(d), 1.0, atol=1e-5)
-        assert np.all(np.sum(np.asarray(d) * np.asarray(y[:, -3:]), axis=1) >= 0)  # on the vector's side
+        if head == "axis_sense":  # the axis, turned where the sense logit is negative
+            sign = np.where(np.asarray(y[:, 3:]) < 0, -1.0, 1.0)
+            np.testing.assert_allclose(d, sign * np.asarray(y[:, :3]), atol=1e-6)
+        else:
+            assert np.all(np.sum(np.asarray(d) * np.asarray(y[:, -3:]), axis=1) >= 0)  # on the vector's side
+
+
+@pytest.mark.parametrize(
+    "cls, head, start_mm",
+    [
+        (ThreePlaneCNN, "axis_vector", 0.0),
+        (ThreePlaneCNN, "axis_sense", 15.0),
+        (SinglePlaneCNN, "axis_sense", 0.0),
+    ],
+)
+def test_the_moments_prior_starts_at_the_classical_fit(cls, head, start_mm):
+    images = kinked_track_images(np.array([0.6, 0.0, 0.8]), np.array([0.0, 0.6, 0.8]), 25.0, 50.0)
+    inputs = {k: jnp.asarray(np.repeat(v, B, 0)) for k, v in images.items()}
+    if cls is SinglePlaneCNN:
+        inputs = {"images_x": inputs["images_x"]}
+    cfg = dataclasses.replace(TINY, prior="moments", profile_bins=8, start_mm=start_mm, head=head)
+    model = cls(cfg, rngs=nnx.Rngs(params=0))
+    model.eval()
+    out = nnx.jit(lambda m, b: m(b))(model, inputs)
+    chex.assert_shape(out, (B, models.HEADS[head]))
+    chex.assert_tree_all_finite(out)
+    arrays = {k: np.asarray(v) for k, v in inputs.items()}
+    fit = moments.principal_axes(arrays)
+    fit = fit * np.sign(fit[:, :1])  # turned to x >= 0
+    # The correction is zero at initialisation: the axis is the fit's, or with start_mm the start
+    # axes of both ends (turned to the fit's side) weighted by the sense probability.
+    want = fit
+    if start_mm:
+        ends = [moments.start_axes(arrays, sign * fit, start_mm) for sign in (1, -1)]
+        ends = [e * np.sign(np.sum(e * fit, 1, keepdims=True)) for e in ends]
+        p = 1 / (1 + np.exp(-np.asarray(out[:, 3:])))
+        want = p * ends[0] + (1 - p) * ends[1]
+        want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(out[:, :3]), want, atol=1e-4)
+    with pytest.raises(ValueError, match="needs head='axis_vector'"):
+        cls(dataclasses.replace(TINY, prior="moments", head="vector"), rngs=nnx.Rngs(0))
+    for bad in (dict(profile_bins=8), dict(start_mm=15.0)):  # without the prior
+        with pytest.raises(ValueError, match="need prior='moments'"):
+            cls(dataclasses.replace(TINY, **bad), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="unknown direction prior"):
+        cls(dataclasses.replace(TINY, prior="pca"), rngs=nnx.Rngs(0))
 
 
 def test_directions_bisect_the_vector_and_the_turned_axis():

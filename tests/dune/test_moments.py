@@ -1,12 +1,15 @@
 """The classical principal-axis baseline recovers the axis of straight tracks painted on the planes."""
 
+import chex
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxhep import metrics
 from jaxhep.dune import moments
 from jaxhep.dune.sim import geometry
-from tests.dune.painted import straight_track_images
+from tests.dune.painted import kinked_track_images, straight_track_images
 
 
 @pytest.mark.parametrize("direction", [(0.3, 0.5, 0.8), (-0.6, 0.2, 0.5), (0.5, -0.7, 0.3)])
@@ -31,3 +34,57 @@ def test_empty_and_round_images_say_nothing():
     blob = np.zeros((1, 128, 16), np.float32)
     blob[0, 60:66, 7:9] = 0.5  # 6 ticks x 2 channels = 4.8 x 9.6 mm: roughly round
     assert moments.plane_lines(blob, geometry.X)[1][0] < 0.7
+
+
+def test_smallest_eigenvector_matches_eigh_in_numpy_and_jax():
+    m = np.random.default_rng(1).normal(size=(500, 3, 3))
+    a = np.einsum("npi,npj->nij", m, m)  # symmetric PSD
+    want = np.linalg.eigh(a)[1][:, :, 0]
+    for got in (moments.smallest_eigenvector(a), moments.smallest_eigenvector(jnp.asarray(a, jnp.float32))):
+        chex.assert_shape(got, (500, 3))
+        assert np.percentile(metrics.axis_error_deg(np.asarray(got), want), 99) < 0.05
+
+
+@pytest.mark.parametrize("direction", [(0.3, 0.5, 0.8), (-0.6, 0.2, 0.5)])
+def test_the_fit_is_the_same_in_jax_under_jit(direction):
+    images = straight_track_images(np.asarray(direction) / np.linalg.norm(direction))
+    want = moments.principal_axes(images)
+    got = jax.jit(moments.principal_axes)({k: jnp.asarray(v) for k, v in images.items()})
+    assert got.dtype == jnp.float32
+    assert metrics.axis_error_deg(np.asarray(got), want)[0] < 0.01
+
+
+def test_charge_profiles_are_oriented_by_the_axis():
+    d = np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8])
+    flat, rising = straight_track_images(d), straight_track_images(d, rising=True)
+    for plane in geometry.PLANES:
+        key = f"images_{plane.name.lower()}"
+        forward = moments.charge_profiles(rising[key], plane, d[None], bins=16)
+        backward = moments.charge_profiles(rising[key], plane, -d[None], bins=16)
+        chex.assert_shape(forward, (1, 16))
+        np.testing.assert_allclose(forward.sum(), 1.0, atol=0.01)  # the track lies within +-40 mm
+        np.testing.assert_allclose(backward, forward[:, ::-1], atol=1e-9)  # the axis turned: mirrored
+        # A uniform track: symmetric about its centroid. A rising one (Bragg-like end ahead):
+        # the charge-weighted centroid sits near the bright end, the faint start trails far behind it.
+        even = moments.charge_profiles(flat[key], plane, d[None], bins=16)
+        np.testing.assert_allclose(even, even[:, ::-1], atol=0.02)
+        assert (forward[0, :8] > 0.005).sum() >= (forward[0, 8:] > 0.005).sum() + 2
+        got = moments.charge_profiles(jnp.asarray(rising[key]), plane, jnp.asarray(d[None], jnp.float32))
+        np.testing.assert_allclose(np.asarray(got), forward, atol=1e-5)
+
+
+def test_the_start_segment_keeps_the_initial_direction_of_a_scattered_track():
+    first = np.array([0.6, 0.0, 0.8])
+    then = np.array([0.0, 0.6, 0.8])  # 53 degrees off `first` after 25 mm
+    images = kinked_track_images(first, then, first_mm=25.0, then_mm=50.0)
+    whole = moments.principal_axes(images)
+    assert metrics.axis_error_deg(whole, first[None])[0] > 25.0  # the whole track follows its longer leg
+    going = whole * np.sign(np.sum(whole * first))  # the fit turned the way the electron goes
+    start = moments.start_axes(images, going, length_mm=20.0)
+    assert metrics.axis_error_deg(start, first[None])[0] < 6.0
+    end = moments.start_axes(images, -going, length_mm=20.0)  # the other end: on the second leg
+    assert metrics.axis_error_deg(end, then[None])[0] < 20.0 < metrics.axis_error_deg(end, first[None])[0]
+    got = jax.jit(moments.start_axes, static_argnums=2)(
+        {k: jnp.asarray(v) for k, v in images.items()}, jnp.asarray(going, jnp.float32), 20.0
+    )
+    assert metrics.axis_error_deg(np.asarray(got), start)[0] < 0.05
