@@ -270,7 +270,10 @@ def test_a_selecting_positional_picks_the_defaults_and_names_the_run(tmp_path, c
     assert (run.path / "report.md").read_text() == "data from right\n"
     assert cli.main(task, ["registry", "--workdir", "w"]) == "table of w"
     err = _one_line_error(capsys, lambda a: cli.main(task, a), ["left", "--resume", str(run.path)])
-    assert "kind='left' (the run has 'right')" in err
+    assert (
+        f"a right run, not a left one; continue it with python -m experiments.toy right --resume {run.path}"
+        in err
+    )
 
 
 @dataclass(frozen=True)

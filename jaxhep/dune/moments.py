@@ -25,6 +25,7 @@ import numpy as np
 from jaxhep.dune.images import ADC_SATURATION
 from jaxhep.dune.sim import geometry
 
+START_RAMP_MM = 2.0  # start_axes: the width over which a pixel's weight falls from 1 to 0 at length_mm
 SQUARINGS = 10  # B^(2^10): the eigenvalue ratio of B, <= 1, to the 1024th power (see smallest_eigenvector)
 
 
@@ -53,9 +54,12 @@ def lines(adc, t, c, plane: geometry.WirePlane):
     safe = xp.where(total > 0, total, 1.0)
     rows, cols = adc.sum(2), adc.sum(1)  # [N, T], [N, C]
     mx, mw = rows @ t / safe, cols @ c / safe
-    cxx = rows @ t**2 / safe - mx**2
-    cww = cols @ c**2 / safe - mw**2
-    cxw = xp.einsum("ntc,t,c->n", adc, t, c) / safe - mx * mw
+    # Second moments about the centroid (not E[t^2] - E[t]^2, whose float32 cancellation would put
+    # 1e-5 of noise into the angle; ONNX Runtime sums in another order than XLA).
+    dt, dc = t[None, :] - mx[:, None], c[None, :] - mw[:, None]  # [N, T], [N, C]
+    cxx = xp.sum(rows * dt**2, axis=1) / safe
+    cww = xp.sum(cols * dc**2, axis=1) / safe
+    cxw = xp.einsum("ntc,nt,nc->n", adc, dt, dc) / safe
     angle = 0.5 * xp.arctan2(2 * cxw, cxx - cww)  # major axis in the (x, w) plane
     spread = xp.sqrt((cxx - cww) ** 2 + (2 * cxw) ** 2)
     trace = cxx + cww
@@ -151,8 +155,11 @@ def start_axes(images: dict, axis, length_mm: float = 25.0):
         xp = _xp(adc)
         s = along_axis(adc, t, c, plane, axis)
         back = xp.min(xp.where(adc > 0, s, xp.inf), axis=(1, 2))  # [N]; inf for an empty image
-        near = s <= (back + length_mm)[:, None, None]
-        n, e = lines(xp.where(near, adc, 0.0), t, c, plane)
+        back = xp.where(xp.isfinite(back), back, 0.0)
+        # A ramp START_RAMP_MM wide, not a step, at length_mm: a pixel on the edge cannot jump in or
+        # out on a rounding difference (ONNX Runtime against XLA), so the axis is continuous in s.
+        near = xp.clip((back[:, None, None] + length_mm - s) / START_RAMP_MM + 0.5, 0.0, 1.0)
+        n, e = lines(adc * near, t, c, plane)
         normals.append(n)
         elongations.append(e)
     return line_axis(normals, elongations)

@@ -263,10 +263,10 @@ def test_a_run_on_a_folder_and_the_one_line_error_for_channel(tmp_path, capsys):
     tiny = smoke_args("net.direction.depths=[1,1,1]", "net.direction.base_filters=4")
     tiny += ["--epochs", "1", "--batch-size", "8"]
     run = dune_experiment.main(
-        ["direction", *tiny, "--members", "1", "--network", "three_plane", "--data", str(folder), *dirs]
-    )
+        ["direction", *tiny, "--members", "1", "--network", "single_plane", "--data", str(folder), *dirs]
+    )  # one branch compiles in half the time; the planes' pairing has its own tests above
     metrics_json = json.loads((run.path / "metrics.json").read_text())
-    assert 0 <= metrics_json["networks"]["three_plane"]["mean_angle_deg"] <= 180
+    assert 0 <= metrics_json["networks"]["single_plane"]["mean_angle_deg"] <= 180
     assert str(tmp_path / "data" / "dune" / "pointing_direction_") in (run.path / "report.md").read_text()
     assert os.listdir(tmp_path / "data" / "dune")[0].startswith("pointing_direction_")
     # maintrack's sample from the same folder (a run would only add a classifier's compile time):
