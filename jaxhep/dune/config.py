@@ -7,7 +7,14 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from jaxhep.cli import Flag
-from jaxhep.dune.models import CHANNEL_TAGGING, MAIN_TRACK, ClassifierConfig, DirectionConfig
+from jaxhep.dune.models import (
+    CHANNEL_TAGGING,
+    MAIN_TRACK,
+    NETWORK_PLANES,
+    ClassifierConfig,
+    DirectionConfig,
+    direction_problem,
+)
 from jaxhep.errors import ConfigError
 from jaxhep.train import TrainConfig
 
@@ -125,7 +132,8 @@ FLAGS = (
 
 
 def check(cfg: DuneConfig) -> None:
-    """A ConfigError for an unknown task, a network the task does not have, or no ensemble member."""
+    """A ConfigError for an unknown task, a network the task does not have, no ensemble member, or
+    direction settings its networks cannot have (before a run folder exists)."""
     if cfg.task not in TASKS:
         raise ConfigError(f"task {cfg.task!r}: DUNE has {', '.join(TASKS)}")
     unknown = set(cfg.networks) - set(NETWORKS[cfg.task])
@@ -133,6 +141,11 @@ def check(cfg: DuneConfig) -> None:
         raise ConfigError(f"task {cfg.task} has networks {NETWORKS[cfg.task]}, not {sorted(unknown)}")
     if cfg.net.members < 1:
         raise ConfigError(f"--members {cfg.net.members}: an ensemble needs at least one member")
+    if cfg.task == "direction":
+        for name in cfg.networks or NETWORKS["direction"]:
+            problem = direction_problem(cfg.net.direction, NETWORK_PLANES[name])
+            if problem:
+                raise ConfigError(f"--set net.direction.* ({name}): {problem}")
 
 
 def registry_params(cfg: DuneConfig) -> dict:

@@ -59,6 +59,7 @@ Array = jax.Array
 
 PLANES = ("u", "v", "x")
 PLANE_KEYS = {"u": "images_u", "v": "images_v", "x": "images_x"}
+NETWORK_PLANES = {"three_plane": PLANES, "single_plane": ("x",)}  # the planes each direction network sees
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,24 @@ class MLPHead(nnx.Module):
         return self.out(h).astype(jnp.float32)
 
 
+def direction_problem(cfg: DirectionConfig, planes: tuple[str, ...]) -> str | None:
+    """What is wrong with a direction network of `cfg` on `planes` (a subset of PLANES), in one line,
+    or None: `DirectionCNN` raises it, `dune.config.check` reports it before a run starts."""
+    if set(planes) - set(PLANES) or not planes:
+        return f"planes must be a non-empty subset of {PLANES}, got {planes}"
+    if cfg.head not in HEADS:
+        return f"unknown direction head {cfg.head!r} ({', '.join(HEADS)})"
+    if cfg.prior not in PRIORS:
+        return f"unknown direction prior {cfg.prior!r} ({', '.join(PRIORS)})"
+    if cfg.prior == "moments" and cfg.head == "vector":
+        return "the moments prior corrects an axis: it needs head='axis_vector' or 'axis_sense'"
+    if cfg.profile_bins < 0 or (cfg.profile_bins and cfg.prior != "moments"):
+        return "profile_bins (>= 0) are charge profiles along the fit: they need prior='moments'"
+    if cfg.start_mm < 0 or (cfg.start_mm and (cfg.prior != "moments" or tuple(planes) != PLANES)):
+        return "start_mm (>= 0) are start-segment fits: they need prior='moments' and three planes"
+    return None
+
+
 class DirectionCNN(nnx.Module):
     """One `ConvBranch` per plane in `planes`, concatenated -> `MLPHead` -> direction head.
 
@@ -290,24 +309,12 @@ class DirectionCNN(nnx.Module):
         rngs: nnx.Rngs,
     ):
         dtype = jnp.dtype(dtype)
-        unknown = set(planes) - set(PLANES)
-        if unknown or not planes:
-            raise ValueError(f"planes must be a non-empty subset of {PLANES}, got {planes}")
-        if cfg.head not in HEADS:
-            raise ValueError(f"unknown direction head {cfg.head!r} ({', '.join(HEADS)})")
-        if cfg.prior not in PRIORS:
-            raise ValueError(f"unknown direction prior {cfg.prior!r} ({', '.join(PRIORS)})")
-        if cfg.prior == "moments" and cfg.head == "vector":
-            raise ValueError(
-                "the moments prior corrects an axis: it needs head='axis_vector' or 'axis_sense'"
-            )
+        problem = direction_problem(cfg, planes)
+        if problem:
+            raise ValueError(problem)
         self.planes, self.prior = tuple(planes), cfg.prior
         self.branches = nnx.List([ConvBranch(cfg.branch(p), 1, dtype, rngs=rngs) for p in self.planes])
         n_features = sum(b.out_features for b in self.branches)
-        if cfg.profile_bins and self.prior != "moments":
-            raise ValueError("profile_bins are charge profiles along the fit: they need prior='moments'")
-        if cfg.start_mm and (self.prior != "moments" or planes != PLANES):
-            raise ValueError("start_mm are start-segment fits of the three planes: they need prior='moments'")
         self.profile_bins, self.start_mm = cfg.profile_bins, cfg.start_mm
         if self.prior == "moments":  # the fit's axis, each plane's elongation and profile, start axes
             n_features += 3 + len(self.planes) * (1 + self.profile_bins) + (6 if self.start_mm else 0)
@@ -324,10 +331,11 @@ class DirectionCNN(nnx.Module):
         electron goes along the axis and against it, each turned to the axis's side, else None).
         No gradient flows into the images."""
         images = {PLANE_KEYS[p]: jax.lax.stop_gradient(batch[PLANE_KEYS[p]]) for p in self.planes}
-        axis = moments.principal_axes(images)
+        fits = moments.plane_fits(images)  # the planes' lines, once: the axis and the elongations
+        axis = moments.fits_axis(fits)
         axis = jnp.where(axis[:, :1] < 0, -axis, axis)
         planes = [geometry.PLANES[PLANES.index(p)] for p in self.planes]
-        features = [moments.plane_lines(images[PLANE_KEYS[p.name.lower()]], p)[1][:, None] for p in planes]
+        features = [fits[p.name][1][:, None] for p in planes]
         if self.profile_bins:
             features += [
                 moments.charge_profiles(images[PLANE_KEYS[p.name.lower()]], p, axis, self.profile_bins)
@@ -369,14 +377,14 @@ class ThreePlaneCNN(DirectionCNN):
     """U, V and X branches (own depth and filter growth each) -> direction head ([B, 6] or [B, 3])."""
 
     def __init__(self, cfg: DirectionConfig = DirectionConfig(), dtype: str = "float32", *, rngs: nnx.Rngs):
-        super().__init__(cfg, PLANES, dtype, rngs=rngs)
+        super().__init__(cfg, NETWORK_PLANES["three_plane"], dtype, rngs=rngs)
 
 
 class SinglePlaneCNN(DirectionCNN):
     """The X (collection) branch of `cfg` alone: batch {images_x [B, 128, 16]} -> direction head."""
 
     def __init__(self, cfg: DirectionConfig = DirectionConfig(), dtype: str = "float32", *, rngs: nnx.Rngs):
-        super().__init__(cfg, ("x",), dtype, rngs=rngs)
+        super().__init__(cfg, NETWORK_PLANES["single_plane"], dtype, rngs=rngs)
 
 
 class ClusterClassifier(nnx.Module):

@@ -127,16 +127,27 @@ def smallest_eigenvector(a):
     return largest_eigenvector(xp.trace(a, axis1=1, axis2=2)[:, None, None] * eye - a + 1e-12 * eye)
 
 
-def principal_axes(images: dict):
-    """Axes [N, 3] (unit, sign arbitrary) from {images_u, images_v, images_x} [N, 128, W] (all three
-    planes) or {images_x} alone; NumPy or JAX as the images."""
-    if set(images) >= {"images_u", "images_v", "images_x"}:
-        fitted = [plane_lines(images[f"images_{p.name.lower()}"], p) for p in geometry.PLANES]
-        return line_axis(*zip(*fitted))
-    normal, _ = plane_lines(images["images_x"], geometry.X)
+def plane_fits(images: dict) -> dict:
+    """{plane name ("U", "V", "X"): (normals [N, 3], elongation [N])} of the planes `principal_axes`
+    uses: all three when {images_u, images_v, images_x} [N, 128, W] are given, else X alone."""
+    planes = geometry.PLANES if set(images) >= {"images_u", "images_v", "images_x"} else (geometry.X,)
+    return {p.name: plane_lines(images[f"images_{p.name.lower()}"], p) for p in planes}
+
+
+def fits_axis(fits: dict):
+    """The 3-D axis [N, 3] (unit, sign arbitrary) of `plane_fits`' lines."""
+    if len(fits) > 1:
+        return line_axis(*zip(*fits.values()))
+    normal, _ = fits["X"]
     xp = _xp(normal)
     axis = xp.cross(normal, xp.asarray([0.0, 1.0, 0.0]))  # in the x-z plane, orthogonal to n_X
     return axis / xp.maximum(xp.linalg.norm(axis, axis=1, keepdims=True), 1e-12)
+
+
+def principal_axes(images: dict):
+    """Axes [N, 3] (unit, sign arbitrary) from {images_u, images_v, images_x} [N, 128, W] (all three
+    planes) or {images_x} alone; NumPy or JAX as the images."""
+    return fits_axis(plane_fits(images))
 
 
 def start_axes(images: dict, axis, length_mm: float = 25.0):

@@ -197,11 +197,20 @@ def test_search_resumes_and_every_trial_is_in_the_registry(dirs, maintrack_run, 
 
 def test_missing_file_and_unknown_network_are_one_clear_message(dirs, tmp_path, capsys):
     missing = tmp_path / "three_plane_matched_50k.npz"
+    dirs = ["--workdir", str(tmp_path / "runs"), *dirs[2:]]  # its own, to see that no run folder is made
     for argv, fragment in (
         (["direction", *TINY, "--data", str(missing), *dirs], str(missing)),
         (["channel", *TINY, "--network", "three_plane", *dirs], "task channel has networks ('classifier',)"),
+        # start segments need all three planes: said before the three-plane network trains
+        (
+            ["direction", *TINY, "--set", "net.direction.prior=moments", "--set", "net.direction.start_mm=15"]
+            + dirs,
+            "(single_plane): start_mm (>= 0) are start-segment fits",
+        ),
+        (["direction", *TINY, "--set", "net.direction.prior=pca", *dirs], "unknown direction prior 'pca'"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             cli.run_main(dune_experiment.main, argv)
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("config.json")), argv
