@@ -31,13 +31,13 @@ def main(argv=None) -> None:
     from jaxhep import metrics
     from jaxhep.config import from_dict
     from jaxhep.dune import dataset
-    from jaxhep.dune.config import DataConfig, DuneConfig
+    from jaxhep.dune.config import DuneConfig
     from jaxhep.dune.training import build, load_trained, optimizer
     from jaxhep.train import load_best, predict_with
 
     run = Path(a.run)
     cfg = json.loads((run / "config.json").read_text())["dune"]
-    data = dataset.load("direction", from_dict(DataConfig, cfg["data"]), a.data_dir)
+    data = dataset.load_run(from_dict(DuneConfig, cfg), a.data_dir)
     folder = run / "models" / "direction_three_plane"
     if (folder / "model.json").exists():
         model = load_trained(folder).model

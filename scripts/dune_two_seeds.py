@@ -31,14 +31,14 @@ def main(argv=None) -> None:
     from jaxhep.config import from_dict
     from jaxhep.dune import dataset
     from jaxhep.dune import ensemble as ens
-    from jaxhep.dune.config import DataConfig
+    from jaxhep.dune.config import DuneConfig
     from jaxhep.dune.models import directions
     from jaxhep.dune.training import load_trained
     from jaxhep.train import predict_with
 
     runs = [Path(r) for r in a.runs]
     cfg = json.loads((runs[0] / "config.json").read_text())["dune"]
-    data = dataset.load("direction", from_dict(DataConfig, cfg["data"]), a.data_dir)
+    data = dataset.load_run(from_dict(DuneConfig, cfg), a.data_dir)
     n, true = len(data.rows["test"]), data.column("direction", "test")
 
     def raw_outputs(run: Path) -> np.ndarray:

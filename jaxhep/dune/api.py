@@ -25,7 +25,7 @@ import numpy as np
 from jaxhep.config import from_dict
 from jaxhep.dune.config import NETWORKS, NetConfig
 from jaxhep.dune.io import NpzSource
-from jaxhep.dune.models import PLANE_KEYS
+from jaxhep.dune.models import direction_inputs
 from jaxhep.dune.training import TrainedModel, load_trained, predict
 from jaxhep.errors import InputError
 from jaxhep.train import predict_with
@@ -96,5 +96,5 @@ def load_predictor(run_dir: str | os.PathLike, network: str | None = None) -> Du
 
 def _input_keys(task: str, network: str, net: NetConfig) -> tuple[str, ...]:
     if task == "direction":
-        return tuple(PLANE_KEYS.values()) if network == "three_plane" else (PLANE_KEYS["x"],)
+        return direction_inputs(net.direction, network)
     return (getattr(net, task).input_key,)

@@ -157,6 +157,8 @@ def registry_params(cfg: DuneConfig) -> dict:
         d = net.direction
         params.update(loss=net.loss, head=d.head, prior=d.prior, filters=d.base_filters, depths=d.depths)
         params.update(dense=d.dense, dropout=d.dropout)
+        if d.prior == "moments":  # what the fit inside gives the network
+            params.update(profile_bins=d.profile_bins, start_mm=d.start_mm, volume_bins=d.volume_bins)
     else:
         c = net.channel if cfg.task == "channel" else net.maintrack
         params.update(filters=c.base_filters, depth=c.depth, dense=c.dense, dropout=c.dropout)

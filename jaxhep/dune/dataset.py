@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from jaxhep.dune import pointing_files
-from jaxhep.dune.config import TASKS, DataConfig
+from jaxhep.dune.config import TASKS, DataConfig, DuneConfig
 from jaxhep.dune.io import CHANNEL_KEYS, DIRECTION_KEYS, MAINTRACK_KEYS, NpzSource, balanced_indices, load_npz
+from jaxhep.dune.models import VOLUME_KEY
 from jaxhep.dune.sim.simulate import default_path, simulate_dataset
 from jaxhep.errors import InputError
 from jaxhep.pipeline import RowSubset
@@ -66,10 +67,13 @@ def data_path(task: str, cfg: DataConfig, data_dir: str | os.PathLike) -> Path:
     return simulate_dataset(path, cfg.n_events, cfg.sim_seed, kind)
 
 
-def load(task: str, cfg: DataConfig, data_dir: str | os.PathLike) -> DuneData:
+def load(
+    task: str, cfg: DataConfig, data_dir: str | os.PathLike, extra_keys: tuple[str, ...] = ()
+) -> DuneData:
+    """The task's sample split train / val / test; each row reads KEYS[task] plus `extra_keys`."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, not {task!r}")
-    source = NpzSource(data_path(task, cfg, data_dir), KEYS[task])
+    source = NpzSource(data_path(task, cfg, data_dir), (*KEYS[task], *extra_keys))
     n = len(source) if cfg.max_rows is None else min(len(source), cfg.max_rows)
     if n < 10:
         raise InputError(source.path, f"{n} rows for task {task!r}: too few to split")
@@ -86,6 +90,13 @@ def load(task: str, cfg: DataConfig, data_dir: str | os.PathLike) -> DuneData:
         labels = np.asarray(load_npz(source.path, ["interaction"])["interaction"])[rows["train"]]
         rows["train"] = rows["train"][balanced_indices(labels, cfg.split_seed)]
     return DuneData(task, source, rows)
+
+
+def load_run(cfg: DuneConfig, data_dir: str | os.PathLike) -> DuneData:
+    """The sample a run of `cfg` reads: its task's keys, plus volume_x where the direction network's
+    volume profiles (`DirectionConfig.volume_bins`) need it."""
+    extra = (VOLUME_KEY,) if cfg.task == "direction" and cfg.net.direction.volume_bins else ()
+    return load(cfg.task, cfg.data, data_dir, extra)
 
 
 def _split(items: np.ndarray, cfg: DataConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ REGISTRY_COLUMNS = ("run_id", "task", "network", "status", "time", "elapsed_s", 
 def load_data(cfg: DuneConfig, runtime) -> DuneData:
     """The task's NPZ (`cfg.data.path`, or simulated once into `runtime.data_dir`), split
     train / val / test."""
-    return dataset.load(cfg.task, cfg.data, runtime.data_dir)
+    return dataset.load_run(cfg, runtime.data_dir)
 
 
 def train_and_evaluate(cfg: DuneConfig, data: DuneData, run: Run, runtime) -> dict:

@@ -60,6 +60,7 @@ Array = jax.Array
 PLANES = ("u", "v", "x")
 PLANE_KEYS = {"u": "images_u", "v": "images_v", "x": "images_x"}
 NETWORK_PLANES = {"three_plane": PLANES, "single_plane": ("x",)}  # the planes each direction network sees
+VOLUME_KEY = "volume_x"
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,10 @@ class DirectionConfig:
     # With the moments prior: the axes of the track's first start_mm from either end (0 = none);
     # with the axis_sense head the axis starts from them, weighted by the sense probability.
     start_mm: float = 0.0
+    # With the moments prior: the X-plane volume's charge along the fit, off the track (where the
+    # bremsstrahlung photons convert, ahead of the electron) and on it, volume_bins bins each over
+    # +-200 mm (`moments.volume_profiles`); the network then reads volume_x [B, 128, 64] too (0 = none).
+    volume_bins: int = 0
 
     def branch(self, plane: str) -> BranchSpec:
         i = PLANES.index(plane)
@@ -289,7 +294,15 @@ def direction_problem(cfg: DirectionConfig, planes: tuple[str, ...]) -> str | No
         return "profile_bins (>= 0) are charge profiles along the fit: they need prior='moments'"
     if cfg.start_mm < 0 or (cfg.start_mm and (cfg.prior != "moments" or tuple(planes) != PLANES)):
         return "start_mm (>= 0) are start-segment fits: they need prior='moments' and three planes"
+    if cfg.volume_bins < 0 or (cfg.volume_bins and (cfg.prior != "moments" or "x" not in planes)):
+        return "volume_bins (>= 0) are volume profiles along the fit: they need prior='moments' and plane x"
     return None
+
+
+def direction_inputs(cfg: DirectionConfig, network: str) -> tuple[str, ...]:
+    """The batch keys direction network `network` (NETWORK_PLANES) of `cfg` reads, in export order."""
+    planes = tuple(PLANE_KEYS[p] for p in NETWORK_PLANES[network])
+    return planes + ((VOLUME_KEY,) if cfg.volume_bins else ())
 
 
 class DirectionCNN(nnx.Module):
@@ -315,9 +328,10 @@ class DirectionCNN(nnx.Module):
         self.planes, self.prior = tuple(planes), cfg.prior
         self.branches = nnx.List([ConvBranch(cfg.branch(p), 1, dtype, rngs=rngs) for p in self.planes])
         n_features = sum(b.out_features for b in self.branches)
-        self.profile_bins, self.start_mm = cfg.profile_bins, cfg.start_mm
-        if self.prior == "moments":  # the fit's axis, each plane's elongation and profile, start axes
-            n_features += 3 + len(self.planes) * (1 + self.profile_bins) + (6 if self.start_mm else 0)
+        self.profile_bins, self.start_mm, self.volume_bins = cfg.profile_bins, cfg.start_mm, cfg.volume_bins
+        if self.prior == "moments":  # the fit's axis, elongations and profiles, volume profiles, start axes
+            n_features += 3 + len(self.planes) * (1 + self.profile_bins) + 2 * self.volume_bins
+            n_features += 6 if self.start_mm else 0
         self.head = MLPHead(n_features, cfg.dense, HEADS[cfg.head], cfg.dropout, dtype, rngs=rngs)
         if self.prior == "moments":  # the correction to the fit's axis starts at zero
             out = self.head.out
@@ -326,9 +340,10 @@ class DirectionCNN(nnx.Module):
 
     def fit(self, batch: dict) -> tuple[Array, Array, Array | None]:
         """The classical fit of the planes used: (axis [B, 3] float32, unit, turned to x >= 0 so that
-        one line has one sign; features [B, n_planes * (1 + profile_bins)]: each plane's elongation,
-        then its charge profile along the axis; with start_mm the start-segment axes [B, 2, 3] if the
-        electron goes along the axis and against it, each turned to the axis's side, else None).
+        one line has one sign; features [B, n_planes * (1 + profile_bins) + 2 volume_bins]: each
+        plane's elongation, then its charge profile along the axis, then the volume's; with start_mm
+        the start-segment axes [B, 2, 3] if the electron goes along the axis and against it, each
+        turned to the axis's side, else None).
         No gradient flows into the images."""
         images = {PLANE_KEYS[p]: jax.lax.stop_gradient(batch[PLANE_KEYS[p]]) for p in self.planes}
         fits = moments.plane_fits(images)  # the planes' lines, once: the axis and the elongations
@@ -341,6 +356,9 @@ class DirectionCNN(nnx.Module):
                 moments.charge_profiles(images[PLANE_KEYS[p.name.lower()]], p, axis, self.profile_bins)
                 for p in planes
             ]
+        if self.volume_bins:
+            volume = jax.lax.stop_gradient(batch[VOLUME_KEY])
+            features.append(moments.volume_profiles(volume, images["images_x"], axis, self.volume_bins))
         starts = None
         if self.start_mm:
             ends = [moments.start_axes(images, sense * axis, self.start_mm) for sense in (1.0, -1.0)]

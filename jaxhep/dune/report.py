@@ -76,11 +76,8 @@ def _vs_energy(results: dict, name: str, run: Run, xlabel: str) -> None:
 def _direction_setup(cfg: DuneConfig) -> str:
     """The direction network's head, loss and prior, for the report's header."""
     d = cfg.net.direction
-    prior = (
-        ""
-        if d.prior == "none"
-        else f", prior {d.prior} (profile bins {d.profile_bins}, start {d.start_mm:g} mm)"
-    )
+    fit = f"profile bins {d.profile_bins}, start {d.start_mm:g} mm, volume bins {d.volume_bins}"
+    prior = "" if d.prior == "none" else f", prior {d.prior} ({fit})"
     return f", head {d.head}, loss {cfg.net.loss}{prior}"
 
 

@@ -12,7 +12,7 @@ from jaxhep import cli, metrics
 from jaxhep.config import from_dict
 from jaxhep.dune import dataset
 from jaxhep.dune.api import load_predictor
-from jaxhep.dune.config import DataConfig
+from jaxhep.dune.config import DuneConfig
 from jaxhep.errors import InputError
 from jaxhep.export import run_onnx, session
 from jaxhep.runs import Run, load_registry
@@ -32,15 +32,18 @@ def dirs(tmp_path_factory):
 
 
 def _data(run, dirs) -> dataset.DuneData:
-    """The run's own sample, read back from its NPZ file."""
-    cfg = run.config["dune"]
-    return dataset.load(cfg["task"], from_dict(DataConfig, cfg["data"]), dirs[3])
+    """The run's own sample, read back from its NPZ file with the keys its networks read."""
+    return dataset.load_run(from_dict(DuneConfig, run.config["dune"]), dirs[3])
 
 
 @pytest.fixture(scope="module")
 def direction_run(dirs):
-    """One tiny direction run (three_plane and single_plane, 2 members), shared by the tests that read it."""
-    return dune_experiment.main(["direction", *TINY, "--members", "2", "--set", "data.n_events=200", *dirs])
+    """One tiny direction run (three_plane and single_plane, 2 members), shared by the tests that read it;
+    with the classical fit inside and the volume profiles, so that the export carries moments.py and
+    the predictor and ONNX read volume_x beside the cluster images."""
+    prior = ["net.direction.prior=moments", "net.direction.profile_bins=4", "net.direction.volume_bins=4"]
+    sets = [arg for s in ["data.n_events=200", *prior] for arg in ("--set", s)]
+    return dune_experiment.main(["direction", *TINY, "--members", "2", *sets, *dirs])
 
 
 def _classifier_run(dirs, task):

@@ -142,19 +142,23 @@ def test_direction_models_give_unit_vectors(batch, cls, dtype, head):
 
 
 @pytest.mark.parametrize(
-    "cls, head, start_mm",
+    "cls, head, start_mm, volume_bins",
     [
-        (ThreePlaneCNN, "axis_vector", 0.0),
-        (ThreePlaneCNN, "axis_sense", 15.0),
-        (SinglePlaneCNN, "axis_sense", 0.0),
+        (ThreePlaneCNN, "axis_vector", 0.0, 0),
+        (ThreePlaneCNN, "axis_sense", 15.0, 8),
+        (SinglePlaneCNN, "axis_sense", 0.0, 4),
     ],
 )
-def test_the_moments_prior_starts_at_the_classical_fit(cls, head, start_mm):
+def test_the_moments_prior_starts_at_the_classical_fit(cls, head, start_mm, volume_bins):
     images = kinked_track_images(np.array([0.6, 0.0, 0.8]), np.array([0.0, 0.6, 0.8]), 25.0, 50.0)
-    inputs = {k: jnp.asarray(np.repeat(v, B, 0)) for k, v in images.items()}
-    if cls is SinglePlaneCNN:
-        inputs = {"images_x": inputs["images_x"]}
+    rng = np.random.default_rng(0)
+    images["volume_x"] = np.where(rng.random((1, 128, 64)) < 0.02, rng.random((1, 128, 64)), 0.0)
     cfg = dataclasses.replace(TINY, prior="moments", profile_bins=8, start_mm=start_mm, head=head)
+    cfg = dataclasses.replace(cfg, volume_bins=volume_bins)
+    network = "three_plane" if cls is ThreePlaneCNN else "single_plane"
+    keys = models.direction_inputs(cfg, network)  # what the network reads: the data and export inputs
+    assert ("volume_x" in keys) == bool(volume_bins)
+    inputs = {k: jnp.asarray(np.repeat(images[k], B, 0), jnp.float32) for k in keys}
     model = cls(cfg, rngs=nnx.Rngs(params=0))
     model.eval()
     out = nnx.jit(lambda m, b: m(b))(model, inputs)
@@ -175,7 +179,7 @@ def test_the_moments_prior_starts_at_the_classical_fit(cls, head, start_mm):
     np.testing.assert_allclose(np.asarray(out[:, :3]), want, atol=1e-4)
     with pytest.raises(ValueError, match="needs head='axis_vector'"):
         cls(dataclasses.replace(TINY, prior="moments", head="vector"), rngs=nnx.Rngs(0))
-    for bad in (dict(profile_bins=8), dict(start_mm=15.0)):  # without the prior
+    for bad in (dict(profile_bins=8), dict(start_mm=15.0), dict(volume_bins=8)):  # without the prior
         with pytest.raises(ValueError, match="need prior='moments'"):
             cls(dataclasses.replace(TINY, **bad), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="unknown direction prior"):

@@ -9,7 +9,7 @@ import pytest
 from jaxhep import metrics
 from jaxhep.dune import moments
 from jaxhep.dune.sim import geometry
-from tests.dune.painted import kinked_track_images, straight_track_images
+from tests.dune.painted import kinked_track_images, straight_track_images, track_images, volume_image
 
 
 @pytest.mark.parametrize("direction", [(0.3, 0.5, 0.8), (-0.6, 0.2, 0.5), (0.5, -0.7, 0.3)])
@@ -88,3 +88,28 @@ def test_the_start_segment_keeps_the_initial_direction_of_a_scattered_track():
         {k: jnp.asarray(v) for k, v in images.items()}, jnp.asarray(going, jnp.float32), 20.0
     )
     assert metrics.axis_error_deg(np.asarray(got), start)[0] < 0.05
+
+
+def test_volume_profiles_put_a_conversion_ahead_of_the_track_off_it():
+    d = np.array([0.6, 0.0, 0.8])  # in the x-z plane, which X sees whole
+    track = np.linspace(-30.0, 30.0, 300)[:, None] * d  # 60 mm through the centre
+    side = np.array([-0.8, 0.0, 0.6])  # across the track in X's (x, z) view
+    conversion = np.random.default_rng(0).normal(0.0, 1.5, (40, 3))  # a brems photon's, ahead, off the track
+    blob = 60.0 * d + 30.0 * side + conversion
+    cluster = track_images(track, np.full(len(track), 0.6))["images_x"]
+    points = np.concatenate([track, blob])
+    volume = volume_image(points, np.full(len(points), 0.6))
+    forward = moments.volume_profiles(volume, cluster, d[None], bins=16)
+    chex.assert_shape(forward, (1, 32))
+    off, on = forward[0, :16], forward[0, 16:]
+    centres = np.linspace(-200.0, 200.0, 16)  # bins 26.7 mm apart: the blob at +60 mm is in bins 9-10
+    assert off[[9, 10]].min() > 0.5 and off[[9, 10]].sum() > 0.99 * off.sum()
+    assert on[np.abs(centres) > 60].max() == 0.0 and on[np.abs(centres) < 30].min() > 1.0
+    np.testing.assert_allclose(on, on[::-1], atol=0.2)  # a uniform track: symmetric about its centroid
+    backward = moments.volume_profiles(volume, cluster, -d[None], bins=16)
+    np.testing.assert_allclose(backward[0, :16], off[::-1], atol=1e-9)  # the axis turned: mirrored
+    np.testing.assert_allclose(backward[0, 16:], on[::-1], atol=1e-9)
+    got = jax.jit(moments.volume_profiles, static_argnums=3)(
+        jnp.asarray(volume), jnp.asarray(cluster), jnp.asarray(d[None], jnp.float32), 16
+    )
+    np.testing.assert_allclose(np.asarray(got), forward, atol=1e-4)
