@@ -14,7 +14,7 @@
 set -euo pipefail
 
 OUT=${1:-device_out}
-RUNS=${RUNS:-"three single channel"}  # of: three single three_sym channel maintrack
+RUNS=${RUNS:-"three single channel"}  # of: three single three_sym three_fit channel maintrack
 BUDGET_S=${BUDGET_S:-570}             # seconds for the whole script (the device's per-command limit)
 WORK=${WORK:-/tmp/dune_device}        # run folders (checkpoints stay here)
 DATA_DIR=${DATA_DIR:-data}
@@ -43,10 +43,15 @@ command_of() {  # the experiment's command line of a RUNS name
         three) echo "direction --network three_plane" ;;
         single) echo "direction --network single_plane" ;;
         three_sym) echo "direction --network three_plane --set net.symmetries=true" ;;
+        three_fit)  # the fit inside, with the volume around the cluster: the best one-member CPU run
+            local d="--set net.direction"
+            echo "direction --network three_plane $d.prior=moments $d.profile_bins=16 $d.start_mm=15" \
+                "$d.head=axis_sense $d.volume_bins=16"
+            ;;
         channel) echo "channel" ;;
         maintrack) echo "maintrack" ;;
         *)
-            echo "unknown run name $1 (three single three_sym channel maintrack)" >&2
+            echo "unknown run name $1 (three single three_sym three_fit channel maintrack)" >&2
             return 2
             ;;
     esac
