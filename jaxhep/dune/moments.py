@@ -167,6 +167,21 @@ def principal_axes(images: dict):
     return fits_axis(plane_fits(images))
 
 
+def _ramp(margin):
+    """1 for margin >> 0, 0 for margin << 0, linear over START_RAMP_MM between: a ramp, not a step, so
+    a pixel on an edge cannot jump in or out on a rounding difference (ONNX Runtime against XLA)."""
+    return _xp(margin).clip(margin / START_RAMP_MM + 0.5, 0.0, 1.0)
+
+
+def _charged_span(adc, s):
+    """(back [N], front [N]): the least and greatest s [N, T, C] of the charged pixels of adc; 0 for an
+    empty image."""
+    xp = _xp(adc)
+    back = xp.min(xp.where(adc > 0, s, xp.inf), axis=(1, 2))
+    front = xp.max(xp.where(adc > 0, s, -xp.inf), axis=(1, 2))
+    return xp.where(xp.isfinite(back), back, 0.0), xp.where(xp.isfinite(front), front, 0.0)
+
+
 def start_axes(images: dict, axis, length_mm: float = 25.0):
     """The axis [N, 3] of the track's first `length_mm` if it starts at its back end along `axis`
     [N, 3] (the end it leaves from when it goes along `axis`; pass -axis for the other end).
@@ -180,13 +195,9 @@ def start_axes(images: dict, axis, length_mm: float = 25.0):
     normals, elongations = [], []
     for plane in geometry.PLANES:
         adc, t, c = pixels(images[f"images_{plane.name.lower()}"], plane)
-        xp = _xp(adc)
         s = along_axis(adc, t, c, plane, axis)
-        back = xp.min(xp.where(adc > 0, s, xp.inf), axis=(1, 2))  # [N]; inf for an empty image
-        back = xp.where(xp.isfinite(back), back, 0.0)
-        # A ramp START_RAMP_MM wide, not a step, at length_mm: a pixel on the edge cannot jump in or
-        # out on a rounding difference (ONNX Runtime against XLA), so the axis is continuous in s.
-        near = xp.clip((back[:, None, None] + length_mm - s) / START_RAMP_MM + 0.5, 0.0, 1.0)
+        back, _ = _charged_span(adc, s)
+        near = _ramp(back[:, None, None] + length_mm - s)
         n, e = lines(adc * near, t, c, plane)
         normals.append(n)
         elongations.append(e)
@@ -240,18 +251,10 @@ def volume_profiles(volume, cluster, axis, bins: int = 16, half_length_mm: float
     adc, t, c = pixels(cluster, geometry.X)
     xp = _xp(adc)
     mx, mw = centroid(adc, t, c)
-    s = axis_frame(t, c, mx, mw, geometry.X, axis)[0]
-    charged = adc > 0
-    front = xp.max(xp.where(charged, s, -xp.inf), axis=(1, 2))
-    back = xp.min(xp.where(charged, s, xp.inf), axis=(1, 2))
-    front, back = xp.where(xp.isfinite(front), front, 0.0), xp.where(xp.isfinite(back), back, 0.0)
+    back, front = _charged_span(adc, axis_frame(t, c, mx, mw, geometry.X, axis)[0])
     vol, tv, cv = pixels(volume, geometry.X, VOLUME_TICKS_PER_ROW)
     along, across = axis_frame(tv, cv, mx, mw, geometry.X, axis)
-
-    def inside(margin):  # 1 for margin >> 0, 0 for margin << 0, a ramp START_RAMP_MM wide between
-        return xp.clip(margin / START_RAMP_MM + 0.5, 0.0, 1.0)
-
-    on = inside(TRACK_MM - xp.abs(across))
-    on = on * inside(along - back[:, None, None] + TRACK_MM) * inside(front[:, None, None] + TRACK_MM - along)
+    on = _ramp(TRACK_MM - xp.abs(across))
+    on = on * _ramp(along - back[:, None, None] + TRACK_MM) * _ramp(front[:, None, None] + TRACK_MM - along)
     profiles = [_binned(vol * part, along, bins, half_length_mm) for part in (1.0 - on, on)]
     return xp.log1p(xp.concatenate(profiles, axis=-1) / VOLUME_ADC_SCALE)
