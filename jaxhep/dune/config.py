@@ -159,6 +159,7 @@ def registry_params(cfg: DuneConfig) -> dict:
         params.update(dense=d.dense, dropout=d.dropout)
         if d.prior == "moments":  # what the fit inside gives the network
             params.update(profile_bins=d.profile_bins, start_mm=d.start_mm, volume_bins=d.volume_bins)
+            params.update(end_bins=d.end_bins, sense_dense=d.sense_dense)
     else:
         c = net.channel if cfg.task == "channel" else net.maintrack
         params.update(filters=c.base_filters, depth=c.depth, dense=c.dense, dropout=c.dropout)

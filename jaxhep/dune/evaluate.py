@@ -25,11 +25,13 @@ def direction_metrics(outputs: dict, data: DuneData) -> dict:
     angle = metrics.angular_error_deg(outputs["direction"], true)
     axis = metrics.axis_error_deg(outputs["direction"], true)
     # The sense along the axis (head vs tail): right when the angle is below 90 degrees.
-    out = {"n_test": int(len(angle)), "head_tail_correct": float(np.mean(angle < 90.0))}
+    right = (angle < 90.0).astype(np.float64)
+    out = {"n_test": int(len(angle)), "head_tail_correct": float(np.mean(right))}
     for name, v in (("angle", angle), ("axis", axis)):
         out[f"mean_{name}_deg"] = float(np.mean(v))
         out[f"median_{name}_deg"] = float(np.median(v))
         out[f"containment68_{name}_deg"] = metrics.containment(v, 0.68)
+    for name, v in (("angle", angle), ("axis", axis), ("head_tail", right)):
         edges, mean, sem, count = metrics.binned_mean(energy, v, ENERGY_BINS)
         out[f"{name}_vs_energy"] = {
             "edges": edges.tolist(),

@@ -113,6 +113,13 @@ class DirectionConfig:
     # bremsstrahlung photons convert, ahead of the electron) and on it, volume_bins bins each over
     # +-200 mm (`moments.volume_profiles`); the network then reads volume_x [B, 128, 64] too (0 = none).
     volume_bins: int = 0
+    # With the moments prior: each plane's charge and spread in end_bins bins from either end of the
+    # track (`moments.end_profiles`: a stopping electron's end against its start; 0 = none).
+    end_bins: int = 0
+    # With the moments prior and the axis_sense head: the sense logit comes from an MLP of these widths
+    # on the fit's features alone, g(along the axis) - g(along -axis) (`SenseMLP`), not from the head
+    # that reads the CNN features too (() = from the head).
+    sense_dense: tuple[int, ...] = ()
 
     def branch(self, plane: str) -> BranchSpec:
         i = PLANES.index(plane)
@@ -296,6 +303,10 @@ def direction_problem(cfg: DirectionConfig, planes: tuple[str, ...]) -> str | No
         return "start_mm (>= 0) are start-segment fits: they need prior='moments' and three planes"
     if cfg.volume_bins < 0 or (cfg.volume_bins and (cfg.prior != "moments" or "x" not in planes)):
         return "volume_bins (>= 0) are volume profiles along the fit: they need prior='moments' and plane x"
+    if cfg.end_bins < 0 or (cfg.end_bins and cfg.prior != "moments"):
+        return "end_bins (>= 0) are end profiles along the fit: they need prior='moments'"
+    if cfg.sense_dense and (cfg.prior != "moments" or cfg.head != "axis_sense" or min(cfg.sense_dense) < 1):
+        return "sense_dense (widths >= 1), the sense MLP, needs prior='moments' and head='axis_sense'"
     return None
 
 
@@ -329,53 +340,71 @@ class DirectionCNN(nnx.Module):
         self.branches = nnx.List([ConvBranch(cfg.branch(p), 1, dtype, rngs=rngs) for p in self.planes])
         n_features = sum(b.out_features for b in self.branches)
         self.profile_bins, self.start_mm, self.volume_bins = cfg.profile_bins, cfg.start_mm, cfg.volume_bins
-        if self.prior == "moments":  # the fit's axis, elongations and profiles, volume profiles, start axes
-            n_features += 3 + len(self.planes) * (1 + self.profile_bins) + 2 * self.volume_bins
-            n_features += 6 if self.start_mm else 0
-        self.head = MLPHead(n_features, cfg.dense, HEADS[cfg.head], cfg.dropout, dtype, rngs=rngs)
+        self.end_bins = cfg.end_bins
+        # The fit's elongations and profiles, volume profiles, end profiles; then its axis, start axes
+        n_fit = len(self.planes) * (1 + self.profile_bins + 4 * self.end_bins) + 2 * self.volume_bins
+        if self.prior == "moments":
+            n_features += n_fit + 3 + (6 if self.start_mm else 0)
+        # With sense_dense the sense comes from the fit's features alone; the head corrects the axis.
+        sense = MLPHead(n_fit, cfg.sense_dense, 1, cfg.dropout, dtype, rngs=rngs) if cfg.sense_dense else None
+        self.sense = sense
+        n_out = 3 if cfg.sense_dense else HEADS[cfg.head]
+        self.head = MLPHead(n_features, cfg.dense, n_out, cfg.dropout, dtype, rngs=rngs)
         if self.prior == "moments":  # the correction to the fit's axis starts at zero
             out = self.head.out
             out.kernel[...] = out.kernel[...].at[:, :3].set(0.0)
             out.bias[...] = out.bias[...].at[:3].set(0.0)
 
-    def fit(self, batch: dict) -> tuple[Array, Array, Array | None]:
+    def fit(self, batch: dict) -> tuple[Array, Array, Array | None, Array | None]:
         """The classical fit of the planes used: (axis [B, 3] float32, unit, turned to x >= 0 so that
-        one line has one sign; features [B, n_planes * (1 + profile_bins) + 2 volume_bins]: each
-        plane's elongation, then its charge profile along the axis, then the volume's; with start_mm
-        the start-segment axes [B, 2, 3] if the electron goes along the axis and against it, each
-        turned to the axis's side, else None).
+        one line has one sign; features [B, F], F = n_planes * (1 + profile_bins + 4 end_bins) +
+        2 volume_bins: each plane's elongation, then its charge profile along the axis, the volume's
+        profiles, each plane's end profiles; with a sense MLP the same features along -axis [B, F],
+        else None; with start_mm the start-segment axes [B, 2, 3] if the electron goes along the axis
+        and against it, each turned to the axis's side, else None).
         No gradient flows into the images."""
         images = {PLANE_KEYS[p]: jax.lax.stop_gradient(batch[PLANE_KEYS[p]]) for p in self.planes}
         fits = moments.plane_fits(images)  # the planes' lines, once: the axis and the elongations
         axis = moments.fits_axis(fits)
         axis = jnp.where(axis[:, :1] < 0, -axis, axis)
         planes = [geometry.PLANES[PLANES.index(p)] for p in self.planes]
-        features = [fits[p.name][1][:, None] for p in planes]
-        if self.profile_bins:
-            features += [
-                moments.charge_profiles(images[PLANE_KEYS[p.name.lower()]], p, axis, self.profile_bins)
-                for p in planes
-            ]
-        if self.volume_bins:
-            volume = jax.lax.stop_gradient(batch[VOLUME_KEY])
-            features.append(moments.volume_profiles(volume, images["images_x"], axis, self.volume_bins))
+        elongations = [fits[p.name][1][:, None] for p in planes]
+        volume = jax.lax.stop_gradient(batch[VOLUME_KEY]) if self.volume_bins else None
+
+        plane_images = [(images[PLANE_KEYS[p.name.lower()]], p) for p in planes]
+
+        def features(line):  # the elongations, then what depends on the line's sense
+            out = list(elongations)
+            if self.profile_bins:
+                out += [moments.charge_profiles(im, p, line, self.profile_bins) for im, p in plane_images]
+            if self.volume_bins:
+                out.append(moments.volume_profiles(volume, images["images_x"], line, self.volume_bins))
+            if self.end_bins:
+                out += [moments.end_profiles(im, p, line, self.end_bins) for im, p in plane_images]
+            return jnp.concatenate(out, axis=-1)
+
+        reverse = features(-axis) if self.sense is not None else None
         starts = None
         if self.start_mm:
             ends = [moments.start_axes(images, sense * axis, self.start_mm) for sense in (1.0, -1.0)]
             starts = jnp.stack([jnp.where(jnp.sum(e * axis, -1, keepdims=True) < 0, -e, e) for e in ends], 1)
-        return axis, jnp.concatenate(features, axis=-1), starts
+        return axis, features(axis), reverse, starts
 
     def raw(self, batch: dict, rngs: nnx.Rngs | None = None) -> Array:
         """The head's output before normalisation, [B, 6], [B, 4] or [B, 3] float32; with the moments
         prior the axis part [:, :3] is the fit's axis (or the sense-weighted start axes) plus the
-        head's correction."""
+        head's correction; with a sense MLP the sense logit [:, 3] is its g(features along the axis)
+        - g(along -axis): antisymmetric, the reversed track gets the opposite logit."""
         feats = [branch(batch[PLANE_KEYS[p]]) for p, branch in zip(self.planes, self.branches)]
         if self.prior == "none":
             return self.head(jnp.concatenate(feats, axis=-1), rngs=rngs)
-        axis, fitted, starts = self.fit(batch)
+        axis, fitted, reverse, starts = self.fit(batch)
         extra = [axis, fitted] if starts is None else [axis, fitted, starts.reshape(-1, 6)]
         dtype = feats[0].dtype
         out = self.head(jnp.concatenate([*feats, *(e.astype(dtype) for e in extra)], -1), rngs=rngs)
+        if self.sense is not None:
+            both = self.sense(jnp.stack([fitted, reverse]).astype(dtype), rngs=rngs)  # [2, B, 1]
+            out = jnp.concatenate([out, both[0] - both[1]], axis=-1)
         if starts is not None and out.shape[-1] == 4:
             # axis_sense: the start segment at the end the sense picks (p: along the axis). A wrong
             # sense costs the axis too, so the sign-blind axis loss also teaches the sense.

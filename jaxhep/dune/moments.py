@@ -30,6 +30,8 @@ START_RAMP_MM = 2.0  # start_axes: the width over which a pixel's weight falls f
 # 2 wire pitches, so that the track's own diffusion and delta-ray stubs stay on it.
 TRACK_MM = 10.0
 VOLUME_ADC_SCALE = 100.0  # volume_profiles: log1p(ADC / 100), about one blip's pixels per unit
+END_BIN_MM = 3.0  # end_profiles: bin width, 4 ticks, so that the last few mm of a stopping track stand apart
+END_WIDTH_MM = 5.0  # end_profiles: the unit of the distance across the axis, about one wire pitch
 SQUARINGS = 10  # B^(2^10): the eigenvalue ratio of B, <= 1, to the 1024th power (see smallest_eigenvector)
 
 
@@ -230,6 +232,33 @@ def _binned(adc, s, bins: int, half_length_mm: float):
     centres = -half_length_mm + width * xp.arange(bins)
     share = xp.maximum(0.0, 1.0 - xp.abs(s[..., None] - centres) / width)  # [N, T, C, bins]
     return xp.einsum("ntc,ntcb->nb", adc, share)
+
+
+def end_profiles(images, plane: geometry.WirePlane, axis, bins: int = 8):
+    """The charge and the spread at the track's two ends in one plane: [N, 4 bins].
+
+    images [N, T, C] (log-normalised); axis [N, 3] orients the track as in `charge_profiles`. Bin i
+    lies i * END_BIN_MM from an end (triangular bins, as `charge_profiles`): [back end's charge,
+    back end's spread, front end's charge, front end's spread], back = the least charged pixel along
+    the projected axis. Charge as a fraction of the plane's; spread the charge times |distance across
+    the axis| in END_WIDTH_MM, over the plane's charge. Along -axis the back and front halves swap.
+
+    Why: profiles from the centroid put the ends of a 2 cm and of a 10 cm track in different bins;
+    counted from each end, a stopping electron's last mm (its dE/dx rising, its scattering widening
+    the track) and its start (thin, straight) line up for every length.
+    """
+    adc, t, c = pixels(images, plane)
+    xp = _xp(adc)
+    total = adc.sum((1, 2))
+    safe = xp.where(total > 0, total, 1.0)[:, None]
+    s, across = axis_frame(t, c, *centroid(adc, t, c), plane, axis)
+    back, front = _charged_span(adc, s)
+    half = END_BIN_MM * (bins - 1) / 2  # bins centred at 0, END_BIN_MM, ... from the end
+    spread = adc * xp.abs(across) / END_WIDTH_MM
+    parts = []
+    for from_end in (s - back[:, None, None], front[:, None, None] - s):
+        parts += [_binned(q, from_end - half, bins, half) / safe for q in (adc, spread)]
+    return xp.concatenate(parts, axis=-1)
 
 
 def volume_profiles(volume, cluster, axis, bins: int = 16, half_length_mm: float = 200.0):

@@ -77,6 +77,7 @@ def _direction_setup(cfg: DuneConfig) -> str:
     """The direction network's head, loss and prior, for the report's header."""
     d = cfg.net.direction
     fit = f"profile bins {d.profile_bins}, start {d.start_mm:g} mm, volume bins {d.volume_bins}"
+    fit += f", end bins {d.end_bins}" + (f", sense MLP {list(d.sense_dense)}" if d.sense_dense else "")
     prior = "" if d.prior == "none" else f", prior {d.prior} ({fit})"
     return f", head {d.head}, loss {cfg.net.loss}{prior}"
 
@@ -136,11 +137,16 @@ def _direction_tables(results: dict, baseline: dict) -> list[str]:
     ]
     lines += ["", "## Mean error vs electron energy", ""]
     edges = next(iter(results.values()))["angle_vs_energy"]["edges"]
-    lines.append("| energy [MeV] | " + " | ".join(f"{net} angle | {net} axis" for net in results) + " |")
-    lines.append("|---|" + "---:|" * (2 * len(results)))
+    heads = (f"{net} angle | {net} axis | {net} sense right" for net in results)
+    lines.append("| energy [MeV] | events | " + " | ".join(heads) + " |")
+    lines.append("|---|---:|" + "---:|" * (3 * len(results)))
+    counts = next(iter(results.values()))["angle_vs_energy"]["n"]
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        cells = [f"{r[f'{q}_vs_energy']['mean'][i]:.1f}" for r in results.values() for q in ("angle", "axis")]
-        lines.append(f"| {lo:g}-{hi:g} | " + " | ".join(cells) + " |")
+        cells = []
+        for r in results.values():
+            cells += [f"{r[f'{q}_vs_energy']['mean'][i]:.1f}" for q in ("angle", "axis")]
+            cells.append(f"{r['head_tail_vs_energy']['mean'][i]:.3f}")
+        lines.append(f"| {lo:g}-{hi:g} | {counts[i]} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "![angle vs energy](plots/angle_vs_energy.png) ![axis vs energy](plots/axis_vs_energy.png)",

@@ -42,6 +42,7 @@ def direction_run(dirs):
     with the classical fit inside and the volume profiles, so that the export carries moments.py and
     the predictor and ONNX read volume_x beside the cluster images."""
     prior = ["net.direction.prior=moments", "net.direction.profile_bins=4", "net.direction.volume_bins=4"]
+    prior += ["net.direction.end_bins=2", "net.direction.head=axis_sense", "net.direction.sense_dense=[8]"]
     sets = [arg for s in ["data.n_events=200", *prior] for arg in ("--set", s)]
     return dune_experiment.main(["direction", *TINY, "--members", "2", *sets, *dirs])
 
@@ -68,6 +69,10 @@ def test_direction_compares_three_and_single_plane(direction_run, dirs):
         assert 0 <= r["mean_axis_deg"] <= 90 and 0 <= r["mean_angle_deg"] <= 180
         assert r["mean_axis_deg"] <= r["mean_angle_deg"] + 1e-9  # an axis error never exceeds the angle
         assert len(r["angle_vs_energy"]["mean"]) == 7
+        sense = r["head_tail_vs_energy"]  # by energy, weighted by the bins' events: the overall figure
+        n = np.asarray(sense["n"])
+        assert n.sum() == r["n_test"]
+        np.testing.assert_allclose(np.nansum(np.asarray(sense["mean"]) * n) / n.sum(), r["head_tail_correct"])
     assert {"angle_vs_energy.png", "axis_vs_energy.png"} <= {p.name for p in (run.path / "plots").iterdir()}
     assert "Physics floor" in (run.path / "report.md").read_text()
     assert run.config["select"] == "direction" and run.config["dune"]["train"]["precision"] == "float32"

@@ -142,19 +142,20 @@ def test_direction_models_give_unit_vectors(batch, cls, dtype, head):
 
 
 @pytest.mark.parametrize(
-    "cls, head, start_mm, volume_bins",
+    "cls, head, start_mm, volume_bins, end_bins, sense",
     [
-        (ThreePlaneCNN, "axis_vector", 0.0, 0),
-        (ThreePlaneCNN, "axis_sense", 15.0, 8),
-        (SinglePlaneCNN, "axis_sense", 0.0, 4),
+        (ThreePlaneCNN, "axis_vector", 0.0, 0, 0, ()),
+        (ThreePlaneCNN, "axis_sense", 15.0, 8, 0, ()),
+        (ThreePlaneCNN, "axis_sense", 15.0, 8, 4, (16,)),
+        (SinglePlaneCNN, "axis_sense", 0.0, 4, 4, (8, 8)),
     ],
 )
-def test_the_moments_prior_starts_at_the_classical_fit(cls, head, start_mm, volume_bins):
+def test_the_moments_prior_starts_at_the_classical_fit(cls, head, start_mm, volume_bins, end_bins, sense):
     images = kinked_track_images(np.array([0.6, 0.0, 0.8]), np.array([0.0, 0.6, 0.8]), 25.0, 50.0)
     rng = np.random.default_rng(0)
     images["volume_x"] = np.where(rng.random((1, 128, 64)) < 0.02, rng.random((1, 128, 64)), 0.0)
     cfg = dataclasses.replace(TINY, prior="moments", profile_bins=8, start_mm=start_mm, head=head)
-    cfg = dataclasses.replace(cfg, volume_bins=volume_bins)
+    cfg = dataclasses.replace(cfg, volume_bins=volume_bins, end_bins=end_bins, sense_dense=sense)
     network = "three_plane" if cls is ThreePlaneCNN else "single_plane"
     keys = models.direction_inputs(cfg, network)  # what the network reads: the data and export inputs
     assert ("volume_x" in keys) == bool(volume_bins)
@@ -177,11 +178,17 @@ def test_the_moments_prior_starts_at_the_classical_fit(cls, head, start_mm, volu
         want = p * ends[0] + (1 - p) * ends[1]
         want /= np.linalg.norm(want, axis=1, keepdims=True)
     np.testing.assert_allclose(np.asarray(out[:, :3]), want, atol=1e-4)
+    if sense:  # the images turned about their centres: the same line, gone the other way
+        reflected = nnx.jit(lambda m, b: m(b))(model, {k: v[:, ::-1, ::-1] for k, v in inputs.items()})
+        assert np.abs(np.asarray(out[:, 3])).min() > 1e-4
+        np.testing.assert_allclose(np.asarray(reflected[:, 3]), -np.asarray(out[:, 3]), atol=1e-5)
     with pytest.raises(ValueError, match="needs head='axis_vector'"):
         cls(dataclasses.replace(TINY, prior="moments", head="vector"), rngs=nnx.Rngs(0))
-    for bad in (dict(profile_bins=8), dict(start_mm=15.0), dict(volume_bins=8)):  # without the prior
-        with pytest.raises(ValueError, match="need prior='moments'"):
+    for bad in (dict(profile_bins=8), dict(start_mm=15.0), dict(volume_bins=8), dict(end_bins=4)):
+        with pytest.raises(ValueError, match="need prior='moments'"):  # without the prior
             cls(dataclasses.replace(TINY, **bad), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="the sense MLP, needs prior"):  # the axis_vector head
+        cls(dataclasses.replace(TINY, prior="moments", sense_dense=(8,)), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="unknown direction prior"):
         cls(dataclasses.replace(TINY, prior="pca"), rngs=nnx.Rngs(0))
 

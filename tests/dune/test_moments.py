@@ -90,6 +90,30 @@ def test_the_start_segment_keeps_the_initial_direction_of_a_scattered_track():
     assert metrics.axis_error_deg(np.asarray(got), start)[0] < 0.05
 
 
+def test_end_profiles_tell_a_stopping_end_from_a_start():
+    d = np.array([0.6, 0.0, 0.8])  # in the x-z plane, which X sees whole
+    track = np.linspace(-20.0, 20.0, 200)[:, None] * d  # 40 mm through the centre, faint
+    side = np.array([-0.8, 0.0, 0.6])  # across the track in X's (x, z) view
+    # The end at +20 mm: bright and scattered up to 8 mm to the side, as a stopping electron's last mm
+    end = 20.0 * d + np.linspace(-3.0, 0.0, 30)[:, None] * d + np.linspace(-8.0, 8.0, 30)[:, None] * side
+    points = np.concatenate([track, end])
+    image = track_images(points, np.r_[np.full(len(track), 0.3), np.full(len(end), 0.9)])["images_x"]
+    forward = moments.end_profiles(image, geometry.X, d[None], bins=8)
+    chex.assert_shape(forward, (1, 32))
+    back_q, back_w, front_q, front_w = forward[0].reshape(4, 8)
+    assert front_q[:2].sum() > 3 * back_q[:2].sum()  # the charge at the stopping end
+    assert front_w[:2].sum() > 5 * back_w[:2].sum()  # and its spread
+    flat = track_images(track, np.full(len(track), 0.3))["images_x"]
+    even = moments.end_profiles(flat, geometry.X, d[None], bins=8)[0].reshape(4, 8)
+    np.testing.assert_allclose(even[0], even[2], atol=0.02)  # a uniform track: both ends alike
+    backward = moments.end_profiles(image, geometry.X, -d[None], bins=8)
+    np.testing.assert_allclose(backward[0], np.r_[forward[0, 16:], forward[0, :16]], atol=1e-9)  # swapped
+    got = jax.jit(moments.end_profiles, static_argnums=(1, 3))(
+        jnp.asarray(image), geometry.X, jnp.asarray(d[None], jnp.float32), 8
+    )
+    np.testing.assert_allclose(np.asarray(got), forward, atol=1e-5)
+
+
 def test_volume_profiles_put_a_conversion_ahead_of_the_track_off_it():
     d = np.array([0.6, 0.0, 0.8])  # in the x-z plane, which X sees whole
     track = np.linspace(-30.0, 30.0, 300)[:, None] * d  # 60 mm through the centre
