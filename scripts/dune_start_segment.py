@@ -72,17 +72,24 @@ def main(argv=None) -> None:
             err = metrics.axis_error_deg(moments.start_axes(images, sense * going, length), true)
             print(f"| first {length:g} mm, {name} | {err.mean():.1f} | {by_energy(err)} |")
     if a.run:
-        network, oracle = _network_axes(trained.model.member(0), batch, true)
+        network, oracle, direction = _network_axes(trained.model.member(0), batch, true)
         for name, axes in (("the network", network), ("the network, sense from the truth", oracle)):
             err = metrics.axis_error_deg(axes, true)
             print(f"| {name} | {err.mean():.1f} | {by_energy(err)} |")
+        right = (metrics.angular_error_deg(direction, true) < 90).astype(float)
+        _, mean, _, count = metrics.binned_mean(energy, right, bins)
+        print("\nthe network's sense right (angle < 90 deg), by electron energy (MeV)")
+        print(f"| | all | {heads} |")
+        print("|---|---:|" + "---:|" * (len(bins) - 1))
+        print(f"| test events | {n} | " + " | ".join(str(c) for c in count) + " |")
+        print(f"| sense right | {right.mean():.3f} | " + " | ".join(f"{m:.3f}" for m in mean) + " |")
 
 
 def _network_axes(member, batch: dict, true, chunk: int = 256):
-    """(its axes [n, 3], the same with the sense given by the truth [n, 3]) of a direction network of
-    the fit inside with start axes (`DirectionCNN.raw`: axis = p s_along + (1 - p) s_against +
-    correction, p the sense probability): the oracle puts p = 1 where the electron goes along the fit's
-    axis, else 0, and keeps the correction."""
+    """(its axes [n, 3], the same with the sense given by the truth [n, 3], its directions [n, 3]) of a
+    direction network of the fit inside with start axes (`DirectionCNN.raw`: axis = p s_along + (1 - p)
+    s_against + correction, p the sense probability): the oracle puts p = 1 where the electron goes along
+    the fit's axis, else 0, and keeps the correction."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -98,17 +105,18 @@ def _network_axes(member, batch: dict, true, chunk: int = 256):
         raw = member.raw(b)
         p = jax.nn.sigmoid(raw[:, 3:])
         correction = raw[:, :3] - (p * starts[:, 0] + (1.0 - p) * starts[:, 1])
-        return axis, starts, raw[:, :3], correction
+        return axis, starts, raw[:, :3], correction, models.directions(raw)
 
-    network, oracle = [], []
+    network, oracle, direction = [], [], []
     for lo in range(0, len(true), chunk):
         sl = slice(lo, lo + chunk)
-        axis, starts, raw, correction = parts({k: jnp.asarray(batch[k][sl], jnp.float32) for k in keys})
+        axis, starts, raw, correction, d = parts({k: jnp.asarray(batch[k][sl], jnp.float32) for k in keys})
         along = np.sum(np.asarray(axis) * true[sl], 1, keepdims=True) >= 0
         start = np.where(along, np.asarray(starts[:, 0]), np.asarray(starts[:, 1]))
         network.append(np.asarray(raw))
         oracle.append(start + np.asarray(correction))
-    return np.concatenate(network), np.concatenate(oracle)
+        direction.append(np.asarray(d))
+    return np.concatenate(network), np.concatenate(oracle), np.concatenate(direction)
 
 
 if __name__ == "__main__":

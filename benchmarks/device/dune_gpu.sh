@@ -43,10 +43,10 @@ command_of() {  # the experiment's command line of a RUNS name
         three) echo "direction --network three_plane" ;;
         single) echo "direction --network single_plane" ;;
         three_sym) echo "direction --network three_plane --set net.symmetries=true" ;;
-        three_fit)  # the fit inside, with the volume around the cluster: the best one-member CPU run
+        three_fit)  # the fit inside, the volume, the end profiles, the sense MLP: the best CPU run
             local d="--set net.direction"
             echo "direction --network three_plane $d.prior=moments $d.profile_bins=16 $d.start_mm=15" \
-                "$d.head=axis_sense $d.volume_bins=16"
+                "$d.head=axis_sense $d.volume_bins=16 $d.end_bins=8 $d.sense_dense=[256,256]"
             ;;
         channel) echo "channel" ;;
         maintrack) echo "maintrack" ;;

@@ -123,6 +123,11 @@ class BootstrapEnsemble(nnx.Module):
         results = []
         for m in range(self.n_members):
             member = nnx.merge(graphdef, jax.tree.map(lambda x, m=m: x[m], state))
+            if m == 0 and not per_member_batch and hasattr(member, "shared_inputs"):
+                # What every member reads and no parameter changes (the direction networks' classical
+                # fit), computed once: one copy in the program, not M (XLA would merge them, an ONNX
+                # export would not, and jax2onnx's time grows with the square of the graph's size).
+                batch = member.shared_inputs(batch)
             b = jax.tree.map(lambda x, m=m: x[m], batch) if per_member_batch else batch
             y = member(b) if keys is None else member(b, rngs=nnx.Rngs(dropout=keys[m]))
             results.append((nnx.state(member, nnx.Not(nnx.Param)), y))  # BatchNorm statistics move

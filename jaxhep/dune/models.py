@@ -61,6 +61,7 @@ PLANES = ("u", "v", "x")
 PLANE_KEYS = {"u": "images_u", "v": "images_v", "x": "images_x"}
 NETWORK_PLANES = {"three_plane": PLANES, "single_plane": ("x",)}  # the planes each direction network sees
 VOLUME_KEY = "volume_x"
+FIT_KEY = "_moments_fit"  # the batch key of a fit computed once for an ensemble's members (shared_inputs)
 
 
 @dataclass(frozen=True)
@@ -371,10 +372,13 @@ class DirectionCNN(nnx.Module):
         elongations = [fits[p.name][1][:, None] for p in planes]
         volume = jax.lax.stop_gradient(batch[VOLUME_KEY]) if self.volume_bins else None
 
-        plane_images = [(images[PLANE_KEYS[p.name.lower()]], p) for p in planes]
+        # Both senses at once, vmapped over the line [axis, -axis]: the same arithmetic as two passes,
+        # half the graph (jax2onnx's conversion time grows with the square of the graph's size).
+        both = jnp.stack([axis, -axis])  # [2, B, 3]
 
         def features(line):  # the elongations, then what depends on the line's sense
             out = list(elongations)
+            plane_images = [(images[PLANE_KEYS[p.name.lower()]], p) for p in planes]
             if self.profile_bins:
                 out += [moments.charge_profiles(im, p, line, self.profile_bins) for im, p in plane_images]
             if self.volume_bins:
@@ -383,12 +387,21 @@ class DirectionCNN(nnx.Module):
                 out += [moments.end_profiles(im, p, line, self.end_bins) for im, p in plane_images]
             return jnp.concatenate(out, axis=-1)
 
-        reverse = features(-axis) if self.sense is not None else None
+        if self.sense is None:
+            fitted, reverse = features(axis), None
+        else:
+            fitted, reverse = jax.vmap(features)(both)
         starts = None
         if self.start_mm:
-            ends = [moments.start_axes(images, sense * axis, self.start_mm) for sense in (1.0, -1.0)]
+            ends = jax.vmap(lambda line: moments.start_axes(images, line, self.start_mm))(both)
             starts = jnp.stack([jnp.where(jnp.sum(e * axis, -1, keepdims=True) < 0, -e, e) for e in ends], 1)
-        return axis, features(axis), reverse, starts
+        return axis, fitted, reverse, starts
+
+    def shared_inputs(self, batch: dict) -> dict:
+        """The batch with the classical fit (`fit`, no parameters) under FIT_KEY, for members that read
+        the same batch: the ensemble computes it once (`BootstrapEnsemble`); the batch as it is without
+        the moments prior."""
+        return {**batch, FIT_KEY: self.fit(batch)} if self.prior == "moments" else batch
 
     def raw(self, batch: dict, rngs: nnx.Rngs | None = None) -> Array:
         """The head's output before normalisation, [B, 6], [B, 4] or [B, 3] float32; with the moments
@@ -398,7 +411,7 @@ class DirectionCNN(nnx.Module):
         feats = [branch(batch[PLANE_KEYS[p]]) for p, branch in zip(self.planes, self.branches)]
         if self.prior == "none":
             return self.head(jnp.concatenate(feats, axis=-1), rngs=rngs)
-        axis, fitted, reverse, starts = self.fit(batch)
+        axis, fitted, reverse, starts = batch[FIT_KEY] if FIT_KEY in batch else self.fit(batch)
         extra = [axis, fitted] if starts is None else [axis, fitted, starts.reshape(-1, 6)]
         dtype = feats[0].dtype
         out = self.head(jnp.concatenate([*feats, *(e.astype(dtype) for e in extra)], -1), rngs=rngs)
