@@ -118,8 +118,8 @@ class DirectionConfig:
     # track (`moments.end_profiles`: a stopping electron's end against its start; 0 = none).
     end_bins: int = 0
     # With the moments prior and the axis_sense head: the sense logit comes from an MLP of these widths
-    # on the fit's features alone, g(along the axis) - g(along -axis) (`SenseMLP`), not from the head
-    # that reads the CNN features too (() = from the head).
+    # on the fit's features alone, g(along the axis) - g(along -axis) (`DirectionCNN.sense`), not from
+    # the head that reads the CNN features too (() = from the head).
     sense_dense: tuple[int, ...] = ()
 
     def branch(self, plane: str) -> BranchSpec:
