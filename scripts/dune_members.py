@@ -55,12 +55,20 @@ def main(argv=None) -> None:
         print(f"{name}: mean angle {ang.mean():.1f}, median angle {np.median(ang):.1f}, ", end="")
         print(f"mean axis {ax.mean():.1f}, sense right {np.mean(ang < 90):.3f}")
 
-    raws = []
+    raws, rights = [], []
     for run in runs:
         for m, raw in enumerate(raw_outputs(run)):
-            show(f"{run} member {m}", np.asarray(directions(raw)))
+            d = np.asarray(directions(raw))
+            show(f"{run} member {m}", d)
             raws.append(raw)
+            rights.append(metrics.angular_error_deg(d, true) < 90)
     show(f"combined ({len(raws)} members)", np.asarray(ens.combine_directions(np.stack(raws))["direction"]))
+    # Whether the members' errors are shared: events where every member has the sense right / wrong.
+    rights = np.stack(rights)
+    print(
+        f"sense right for every member {rights.all(0).mean():.3f}, wrong for every member "
+        f"{(~rights).all(0).mean():.3f}, members disagreeing {(rights.any(0) & ~rights.all(0)).mean():.3f}"
+    )
 
 
 if __name__ == "__main__":
