@@ -50,18 +50,18 @@ def main(argv=None) -> None:
         per_row = lambda m, b: {"raw": jnp.moveaxis(m.member_outputs(b), 0, 1)}  # noqa: E731
         return np.moveaxis(np.asarray(predict_with(model, per_row, data.reader("test"), n, 512)["raw"]), 1, 0)
 
-    def show(name: str, d) -> None:
+    def show(name: str, d) -> np.ndarray:
+        """Prints the figures of directions d [n, 3]; returns their angular errors [n] (degrees)."""
         ang, ax = metrics.angular_error_deg(d, true), metrics.axis_error_deg(d, true)
         print(f"{name}: mean angle {ang.mean():.1f}, median angle {np.median(ang):.1f}, ", end="")
         print(f"mean axis {ax.mean():.1f}, sense right {np.mean(ang < 90):.3f}")
+        return ang
 
     raws, rights = [], []
     for run in runs:
         for m, raw in enumerate(raw_outputs(run)):
-            d = np.asarray(directions(raw))
-            show(f"{run} member {m}", d)
+            rights.append(show(f"{run} member {m}", np.asarray(directions(raw))) < 90)
             raws.append(raw)
-            rights.append(metrics.angular_error_deg(d, true) < 90)
     show(f"combined ({len(raws)} members)", np.asarray(ens.combine_directions(np.stack(raws))["direction"]))
     # Whether the members' errors are shared: events where every member has the sense right / wrong.
     rights = np.stack(rights)
